@@ -1,0 +1,1 @@
+//! broker-lite (being written).

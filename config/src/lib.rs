@@ -1,0 +1,1 @@
+//! mqgate configuration (being written).

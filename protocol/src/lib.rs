@@ -1,0 +1,17 @@
+//! The MQTT wire format for mqgate: packets of MQTT 3.1, 3.1.1 and 5.0, a strict
+//! incremental codec, topic names and filters, and the spec's matching rules.
+//!
+//! This crate does no I/O. [`codec::MqttCodec`] plugs into `tokio_util::codec::Framed`.
+
+pub mod codec;
+pub mod error;
+pub mod packet;
+pub mod properties;
+pub mod reason;
+pub mod topic;
+
+pub use codec::MqttCodec;
+pub use error::Error;
+pub use packet::*;
+pub use properties::{Properties, PropertyId};
+pub use reason::ReasonCode;

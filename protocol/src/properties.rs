@@ -1,0 +1,134 @@
+//! MQTT 5 properties (spec §2.2.2.2): one struct holding every property, plus the table
+//! of which packet each property may appear in.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// The identifier byte of each MQTT 5 property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PropertyId {
+    /// 0x01 byte: PUBLISH, will.
+    PayloadFormatIndicator = 0x01,
+    /// 0x02 four-byte integer: PUBLISH, will.
+    MessageExpiryInterval = 0x02,
+    /// 0x03 UTF-8 string: PUBLISH, will.
+    ContentType = 0x03,
+    /// 0x08 UTF-8 string: PUBLISH, will.
+    ResponseTopic = 0x08,
+    /// 0x09 binary data: PUBLISH, will.
+    CorrelationData = 0x09,
+    /// 0x0B variable byte integer: PUBLISH, SUBSCRIBE.
+    SubscriptionIdentifier = 0x0B,
+    /// 0x11 four-byte integer: CONNECT, CONNACK, DISCONNECT.
+    SessionExpiryInterval = 0x11,
+    /// 0x12 UTF-8 string: CONNACK.
+    AssignedClientIdentifier = 0x12,
+    /// 0x13 two-byte integer: CONNACK.
+    ServerKeepAlive = 0x13,
+    /// 0x15 UTF-8 string: CONNECT, CONNACK, AUTH.
+    AuthenticationMethod = 0x15,
+    /// 0x16 binary data: CONNECT, CONNACK, AUTH.
+    AuthenticationData = 0x16,
+    /// 0x17 byte: CONNECT.
+    RequestProblemInformation = 0x17,
+    /// 0x18 four-byte integer: will.
+    WillDelayInterval = 0x18,
+    /// 0x19 byte: CONNECT.
+    RequestResponseInformation = 0x19,
+    /// 0x1A UTF-8 string: CONNACK.
+    ResponseInformation = 0x1A,
+    /// 0x1C UTF-8 string: CONNACK, DISCONNECT.
+    ServerReference = 0x1C,
+    /// 0x1F UTF-8 string: CONNACK, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK, DISCONNECT, AUTH.
+    ReasonString = 0x1F,
+    /// 0x21 two-byte integer: CONNECT, CONNACK.
+    ReceiveMaximum = 0x21,
+    /// 0x22 two-byte integer: CONNECT, CONNACK.
+    TopicAliasMaximum = 0x22,
+    /// 0x23 two-byte integer: PUBLISH.
+    TopicAlias = 0x23,
+    /// 0x24 byte: CONNACK.
+    MaximumQoS = 0x24,
+    /// 0x25 byte: CONNACK.
+    RetainAvailable = 0x25,
+    /// 0x26 UTF-8 string pair: every packet with properties; may repeat.
+    UserProperty = 0x26,
+    /// 0x27 four-byte integer: CONNECT, CONNACK.
+    MaximumPacketSize = 0x27,
+    /// 0x28 byte: CONNACK.
+    WildcardSubscriptionAvailable = 0x28,
+    /// 0x29 byte: CONNACK.
+    SubscriptionIdentifierAvailable = 0x29,
+    /// 0x2A byte: CONNACK.
+    SharedSubscriptionAvailable = 0x2A,
+}
+
+/// All MQTT 5 properties of one packet (or of a will). `None`/empty means absent.
+///
+/// Which fields may be set depends on the packet; the decoder rejects a property in the
+/// wrong packet, and the encoder refuses to write one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Properties {
+    /// 0x01: 0 = unspecified bytes, 1 = UTF-8.
+    pub payload_format_indicator: Option<u8>,
+    /// 0x02: lifetime of the message in seconds.
+    pub message_expiry_interval: Option<u32>,
+    /// 0x03: MIME type of the payload.
+    pub content_type: Option<Arc<str>>,
+    /// 0x08: topic for a response.
+    pub response_topic: Option<Arc<str>>,
+    /// 0x09: correlation data for a response.
+    pub correlation_data: Option<Bytes>,
+    /// 0x0B: subscription identifiers (at most one in SUBSCRIBE, several in PUBLISH); 1..=268,435,455.
+    pub subscription_identifiers: Vec<u32>,
+    /// 0x11: session expiry in seconds.
+    pub session_expiry_interval: Option<u32>,
+    /// 0x12: client id assigned by the server.
+    pub assigned_client_identifier: Option<String>,
+    /// 0x13: keep alive imposed by the server.
+    pub server_keep_alive: Option<u16>,
+    /// 0x15: enhanced authentication method.
+    pub authentication_method: Option<String>,
+    /// 0x16: enhanced authentication data.
+    pub authentication_data: Option<Bytes>,
+    /// 0x17: 0 or 1.
+    pub request_problem_information: Option<u8>,
+    /// 0x18: will delay in seconds.
+    pub will_delay_interval: Option<u32>,
+    /// 0x19: 0 or 1.
+    pub request_response_information: Option<u8>,
+    /// 0x1A: basis for response topics.
+    pub response_information: Option<String>,
+    /// 0x1C: another server to use.
+    pub server_reference: Option<String>,
+    /// 0x1F: human readable reason.
+    pub reason_string: Option<String>,
+    /// 0x21: receive maximum, non-zero.
+    pub receive_maximum: Option<u16>,
+    /// 0x22: topic alias maximum.
+    pub topic_alias_maximum: Option<u16>,
+    /// 0x23: topic alias, non-zero.
+    pub topic_alias: Option<u16>,
+    /// 0x24: 0 or 1.
+    pub maximum_qos: Option<u8>,
+    /// 0x25: 0 or 1.
+    pub retain_available: Option<u8>,
+    /// 0x26: user properties, in order; names may repeat.
+    pub user_properties: Vec<(String, String)>,
+    /// 0x27: maximum packet size, non-zero.
+    pub maximum_packet_size: Option<u32>,
+    /// 0x28: 0 or 1.
+    pub wildcard_subscription_available: Option<u8>,
+    /// 0x29: 0 or 1.
+    pub subscription_identifier_available: Option<u8>,
+    /// 0x2A: 0 or 1.
+    pub shared_subscription_available: Option<u8>,
+}
+
+impl Properties {
+    /// True if no property is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Properties::default()
+    }
+}

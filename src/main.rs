@@ -1,0 +1,2 @@
+//! The mqgate command line (being written).
+fn main() {}
