@@ -1,0 +1,81 @@
+//! `[broker]`: limits and behaviour of the local broker (broker-lite).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Largest packet size MQTT can express (remaining length 268 435 455 bytes).
+pub const MQTT_MAX_PACKET_SIZE: u32 = 268_435_455;
+
+/// `[broker]`: explicit limits, so one device cannot exhaust a small gateway.
+///
+/// The keep-alive grace factor (1.5 × the client's keep-alive) is fixed by the MQTT
+/// specification and is not configurable.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Maximum simultaneous client connections over all listeners.
+    pub max_connections: u32,
+    /// Largest accepted MQTT packet in bytes (2..=268435455); bigger packets disconnect.
+    pub max_packet_size: u32,
+    /// QoS 1/2 messages in flight to one client before further ones are queued
+    /// (also sent as MQTT 5 Receive Maximum).
+    pub max_inflight: u16,
+    /// Messages queued per session (offline or slow client) beyond the inflight window.
+    pub max_queued_messages: u32,
+    /// Bytes of payload queued per session; whichever of the two limits is hit first applies.
+    pub max_queued_bytes: u64,
+    /// Also queue QoS 0 messages for offline persistent sessions (MQTT allows dropping them).
+    pub queue_qos0_messages: bool,
+    /// What happens to a message for a session whose queue is full.
+    pub queue_full: QueueFullPolicy,
+    /// Time a new connection has to send CONNECT before it is closed.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub connect_timeout: Duration,
+    /// Support retained messages (MQTT 5 Retain Available).
+    pub retain_available: bool,
+    /// Interval of `$SYS/broker/...` statistics; `"0s"` disables them.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub sys_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            // A site gateway serves tens to hundreds of devices; 1000 stays below the usual
+            // 1024 open-file limit of a Pi with room for listeners, store files and bridges.
+            max_connections: 1000,
+            // 1 MiB instead of MQTT's 256 MiB: one oversized (or hostile) packet must not
+            // take a 1 GiB Raspberry Pi's memory; telemetry is far smaller.
+            max_packet_size: 1024 * 1024,
+            // mosquitto's max_inflight_messages default: enough to keep a LAN link busy.
+            max_inflight: 20,
+            // mosquitto's default: survives a minute-long disconnect of a 10 msg/s sensor.
+            max_queued_messages: 1000,
+            // Caps queued memory per session at 8 MiB even for large payloads
+            // (mosquitto's 0 = unlimited is how Pis run out of memory, mosquitto#2455).
+            max_queued_bytes: 8 * 1024 * 1024,
+            // MQTT lets a broker drop QoS 0 for offline clients; queuing them wastes memory.
+            queue_qos0_messages: false,
+            queue_full: QueueFullPolicy::DropOldest,
+            // Long enough for a slow TLS client on a lossy link, short enough that
+            // half-open connections do not pile up.
+            connect_timeout: Duration::from_secs(10),
+            retain_available: true,
+            // mosquitto's default sys_interval.
+            sys_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Overload policy for a full per-session queue (`queue_full = "..."`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueFullPolicy {
+    /// Drop the oldest queued message to make room: the freshest readings win (default).
+    DropOldest,
+    /// Drop the new message (mosquitto's behaviour).
+    DropNew,
+    /// Disconnect the slow client; its persistent session keeps what was queued.
+    Disconnect,
+}

@@ -1,0 +1,143 @@
+//! `[[listener]]`: where devices connect (tcp, tls, ws, wss, ssh).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// One `[[listener]]` table: a socket the gateway accepts MQTT clients on.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Transport spoken on this socket.
+    pub kind: ListenerKind,
+    /// Listen address `ip:port`; port 0 picks a free port (used by tests).
+    #[serde(deserialize_with = "crate::addr::deserialize_socket_addr")]
+    pub bind: SocketAddr,
+    /// HTTP path of the WebSocket endpoint (`ws`/`wss` only); `None` means [`DEFAULT_WS_PATH`].
+    pub path: Option<String>,
+    /// TLS settings; required for `tls` and `wss`, refused for other kinds.
+    pub tls: Option<TlsListenerConfig>,
+    /// SSH settings; required for `ssh`, refused for other kinds.
+    pub ssh: Option<SshListenerConfig>,
+}
+
+/// The WebSocket path used when a `ws`/`wss` listener sets no `path`.
+pub const DEFAULT_WS_PATH: &str = "/mqtt";
+
+impl ListenerConfig {
+    /// A plain TCP listener on `bind`.
+    pub fn tcp(bind: SocketAddr) -> Self {
+        Self {
+            kind: ListenerKind::Tcp,
+            bind,
+            path: None,
+            tls: None,
+            ssh: None,
+        }
+    }
+
+    /// The WebSocket path for a `ws`/`wss` listener (`path` or [`DEFAULT_WS_PATH`]).
+    pub fn ws_path(&self) -> &str {
+        self.path.as_deref().unwrap_or(DEFAULT_WS_PATH)
+    }
+}
+
+/// The transport of a listener (`kind = "..."`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerKind {
+    /// MQTT over plain TCP (conventionally port 1883).
+    Tcp,
+    /// MQTT over TLS (conventionally port 8883); needs `[listener.tls]`.
+    Tls,
+    /// MQTT over plain WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS; needs `[listener.tls]`.
+    Wss,
+    /// An SSH server whose `direct-tcpip` channels carry MQTT; needs `[listener.ssh]`.
+    Ssh,
+}
+
+impl ListenerKind {
+    /// Whether this kind terminates TLS and therefore needs a `[listener.tls]` table.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Tls | Self::Wss)
+    }
+
+    /// Whether this kind serves WebSocket and therefore understands `path`.
+    pub fn uses_websocket(self) -> bool {
+        matches!(self, Self::Ws | Self::Wss)
+    }
+}
+
+/// `[listener.tls]`: server certificate and client-certificate policy of a TLS listener.
+///
+/// Paths are checked for presence by validation, not opened: the files are read when
+/// the listener starts, so a missing file is reported then.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsListenerConfig {
+    /// PEM certificate chain presented to clients (required).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert` (required).
+    pub key: Option<PathBuf>,
+    /// PEM CA bundle client certificates must chain to; required unless `client_cert = "none"`.
+    pub client_ca: Option<PathBuf>,
+    /// PEM certificate revocation list checked against client certificates.
+    pub crl: Option<PathBuf>,
+    /// Whether clients must, may or must not present a certificate.
+    pub client_cert: ClientCertMode,
+    /// Use the client certificate's subject CN as the MQTT username (mosquitto's option).
+    pub use_identity_as_username: bool,
+    /// ALPN protocols offered, most preferred first (e.g. `["mqtt"]`); empty = no ALPN.
+    pub alpn: Vec<String>,
+}
+
+/// Client-certificate policy of a TLS listener (`client_cert = "..."`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertMode {
+    /// Do not ask for a client certificate.
+    #[default]
+    None,
+    /// Ask; accept clients without one (they authenticate by password instead).
+    Optional,
+    /// Refuse the TLS handshake without a valid client certificate (mTLS).
+    Required,
+}
+
+/// `[listener.ssh]`: the SSH server of an `ssh` listener (for legacy plaintext sensors).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshListenerConfig {
+    /// Private host key file (OpenSSH format); required.
+    pub host_key: Option<PathBuf>,
+    /// `authorized_keys` file of public keys allowed to log in.
+    pub authorized_keys: Option<PathBuf>,
+    /// Also accept SSH password logins, checked against `auth.password_file`.
+    pub allow_password: bool,
+    /// Maximum simultaneous forwarded channels per SSH connection.
+    pub max_channels_per_connection: u32,
+    /// Time allowed from TCP accept to successful SSH authentication.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub auth_timeout: Duration,
+    /// Failed authentication attempts before the connection is closed.
+    pub max_auth_attempts: u32,
+}
+
+impl Default for SshListenerConfig {
+    fn default() -> Self {
+        Self {
+            host_key: None,
+            authorized_keys: None,
+            allow_password: false,
+            // A sensor needs one MQTT channel; a few more allow reconnects overlapping
+            // with a not-yet-closed channel without letting one key open hundreds.
+            max_channels_per_connection: 4,
+            auth_timeout: Duration::from_secs(30),
+            max_auth_attempts: 3,
+        }
+    }
+}
