@@ -4,14 +4,18 @@
 //! This crate does no I/O. [`codec::MqttCodec`] plugs into `tokio_util::codec::Framed`.
 
 pub mod codec;
+mod decode;
+mod encode;
 pub mod error;
 pub mod packet;
 pub mod properties;
+mod property_codec;
 pub mod reason;
 pub mod topic;
+mod wire;
 
-pub use codec::MqttCodec;
+pub use codec::{decode_packet, encode_packet, encoded_len, MqttCodec};
 pub use error::Error;
 pub use packet::*;
-pub use properties::{Properties, PropertyId};
+pub use properties::{Properties, PropertyContext, PropertyId};
 pub use reason::ReasonCode;

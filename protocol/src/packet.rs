@@ -330,13 +330,22 @@ pub struct UnsubAck {
     pub properties: Properties,
 }
 
-/// DISCONNECT.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// DISCONNECT. `Default` is a normal disconnection without properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disconnect {
     /// Reason (MQTT 5); NormalDisconnection for 3.x.
     pub reason: ReasonCode,
     /// Properties (MQTT 5).
     pub properties: Properties,
+}
+
+impl Default for Disconnect {
+    fn default() -> Disconnect {
+        Disconnect {
+            reason: ReasonCode::NormalDisconnection,
+            properties: Properties::default(),
+        }
+    }
 }
 
 /// AUTH (MQTT 5 only).

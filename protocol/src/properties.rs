@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::packet::PacketType;
+
 /// The identifier byte of each MQTT 5 property.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PropertyId {
@@ -62,6 +64,102 @@ pub enum PropertyId {
     SubscriptionIdentifierAvailable = 0x29,
     /// 0x2A byte: CONNACK.
     SharedSubscriptionAvailable = 0x2A,
+}
+
+impl PropertyId {
+    /// The property with identifier `id`, if MQTT 5 defines one.
+    pub fn from_u8(id: u8) -> Option<PropertyId> {
+        use PropertyId::*;
+        Some(match id {
+            0x01 => PayloadFormatIndicator,
+            0x02 => MessageExpiryInterval,
+            0x03 => ContentType,
+            0x08 => ResponseTopic,
+            0x09 => CorrelationData,
+            0x0B => SubscriptionIdentifier,
+            0x11 => SessionExpiryInterval,
+            0x12 => AssignedClientIdentifier,
+            0x13 => ServerKeepAlive,
+            0x15 => AuthenticationMethod,
+            0x16 => AuthenticationData,
+            0x17 => RequestProblemInformation,
+            0x18 => WillDelayInterval,
+            0x19 => RequestResponseInformation,
+            0x1A => ResponseInformation,
+            0x1C => ServerReference,
+            0x1F => ReasonString,
+            0x21 => ReceiveMaximum,
+            0x22 => TopicAliasMaximum,
+            0x23 => TopicAlias,
+            0x24 => MaximumQoS,
+            0x25 => RetainAvailable,
+            0x26 => UserProperty,
+            0x27 => MaximumPacketSize,
+            0x28 => WildcardSubscriptionAvailable,
+            0x29 => SubscriptionIdentifierAvailable,
+            0x2A => SharedSubscriptionAvailable,
+            _ => return None,
+        })
+    }
+
+    /// True if the property may appear in `context` (spec §2.2.2.2 table).
+    pub fn allowed_in(self, context: PropertyContext) -> bool {
+        use PacketType as T;
+        use PropertyContext::{Packet as P, Will};
+        use PropertyId::*;
+        match self {
+            PayloadFormatIndicator
+            | MessageExpiryInterval
+            | ContentType
+            | ResponseTopic
+            | CorrelationData => matches!(context, P(T::Publish) | Will),
+            SubscriptionIdentifier => matches!(context, P(T::Publish) | P(T::Subscribe)),
+            SessionExpiryInterval => {
+                matches!(context, P(T::Connect) | P(T::ConnAck) | P(T::Disconnect))
+            }
+            AssignedClientIdentifier
+            | ServerKeepAlive
+            | ResponseInformation
+            | MaximumQoS
+            | RetainAvailable
+            | WildcardSubscriptionAvailable
+            | SubscriptionIdentifierAvailable
+            | SharedSubscriptionAvailable => context == P(T::ConnAck),
+            AuthenticationMethod | AuthenticationData => {
+                matches!(context, P(T::Connect) | P(T::ConnAck) | P(T::Auth))
+            }
+            RequestProblemInformation | RequestResponseInformation => context == P(T::Connect),
+            WillDelayInterval => context == Will,
+            ServerReference => matches!(context, P(T::ConnAck) | P(T::Disconnect)),
+            ReasonString => matches!(
+                context,
+                P(T::ConnAck)
+                    | P(T::PubAck)
+                    | P(T::PubRec)
+                    | P(T::PubRel)
+                    | P(T::PubComp)
+                    | P(T::SubAck)
+                    | P(T::UnsubAck)
+                    | P(T::Disconnect)
+                    | P(T::Auth)
+            ),
+            ReceiveMaximum | TopicAliasMaximum | MaximumPacketSize => {
+                matches!(context, P(T::Connect) | P(T::ConnAck))
+            }
+            TopicAlias => context == P(T::Publish),
+            UserProperty => !matches!(context, P(T::PingReq) | P(T::PingResp)),
+        }
+    }
+}
+
+/// Where a property block appears: a packet, or the will properties of a CONNECT
+/// (which have their own set of allowed properties).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PropertyContext {
+    /// The properties of a packet of this type.
+    Packet(PacketType),
+    /// The will properties inside a CONNECT payload.
+    Will,
 }
 
 /// All MQTT 5 properties of one packet (or of a will). `None`/empty means absent.
