@@ -12,7 +12,7 @@ pub struct AuthConfig {
     pub password_file: Option<PathBuf>,
     /// Accept clients that present neither a password nor a client certificate.
     pub allow_anonymous: bool,
-    /// Cost of new argon2id hashes (`mqgate passwd`); existing hashes carry their own.
+    /// Cost of new argon2id hashes; existing hashes carry their own.
     pub argon2: Argon2Params,
     /// Password verifications run at the same time; bounds CPU and memory in connect storms.
     pub max_concurrent_verifications: u32,
