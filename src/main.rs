@@ -1,2 +1,47 @@
-//! The mqgate command line (being written).
-fn main() {}
+//! The `mqgate` command line: parses arguments and wires the workspace crates together.
+//! All behaviour lives in the crates; this file only dispatches.
+
+mod bench;
+mod certs_cmd;
+mod config_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// MQTT edge gateway: broker-lite, store-and-forward bridge, security proxy and a small CA.
+#[derive(Debug, Parser)]
+#[command(name = "mqgate", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check or print configuration files.
+    Config {
+        #[command(subcommand)]
+        command: config_cmd::ConfigCommand,
+    },
+    /// The small CA: issue, sign, revoke and list certificates.
+    Certs(certs_cmd::CertsArgs),
+    /// Load generator: measure an MQTT broker (mqgate, mosquitto, rumqttd, ...).
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Config { command } => config_cmd::run(command),
+        Command::Certs(args) => certs_cmd::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("mqgate: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Test support: start the real `mqgate` binary on a free port and control its life.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for mqgate to become ready before failing.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running `mqgate run` process.
+pub struct Mqgate {
+    child: Child,
+    /// Address of its plain MQTT (TCP) listener.
+    pub addr: SocketAddr,
+    /// Address of its WebSocket listener, if one was configured.
+    pub ws_addr: Option<SocketAddr>,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Mqgate {
+    /// Starts `mqgate run --listen 127.0.0.1:0 --data-dir DATA_DIR EXTRA...` and waits
+    /// until it logs that its listeners are ready.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Mqgate {
+        let mut args = vec!["run", "--listen", "127.0.0.1:0", "--data-dir"];
+        let dir = data_dir.to_str().expect("utf-8 temp path");
+        args.push(dir);
+        args.extend_from_slice(extra);
+        Mqgate::start_with_args(data_dir, &args)
+    }
+
+    /// Starts the binary with exactly `args` and waits for the MQTT listener's ready line.
+    pub fn start_with_args(data_dir: &Path, args: &[&str]) -> Mqgate {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mqgate"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mqgate");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[mqgate] {line}");
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut addr = None;
+        let mut ws_addr = None;
+        while addr.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("mqgate did not become ready; log:\n{}", log.lock().unwrap().join("\n"));
+                }
+            };
+            if line.contains("listening") {
+                let parsed = parse_addr(&line);
+                if line.contains("kind=ws") {
+                    ws_addr = parsed;
+                } else if line.contains("kind=tcp") {
+                    addr = parsed;
+                }
+            }
+        }
+        Mqgate {
+            child,
+            addr: addr.expect("tcp listener address"),
+            ws_addr,
+            data_dir: data_dir.to_path_buf(),
+            log,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait (bounded) for a graceful exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("mqgate did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything it logged so far.
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits (bounded) until a log line contains `needle`; returns whether it appeared.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Mqgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Extracts `addr=IP:PORT` from a log line.
+fn parse_addr(line: &str) -> Option<SocketAddr> {
+    let start = line.find("addr=")? + "addr=".len();
+    let rest = &line[start..];
+    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+    rest[..end].trim_matches('"').parse().ok()
+}
+
+/// Runs the mqgate binary to completion with `args`; returns (exit code, stdout, stderr).
+pub fn run_mqgate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mqgate"))
+        .args(args)
+        .output()
+        .expect("run mqgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
