@@ -1,1 +1,28 @@
-//! broker-lite (being written).
+//! broker-lite: mqgate's local MQTT 3.1/3.1.1 broker. It keeps what it acknowledged:
+//! sessions, subscriptions, queued and inflight messages and retained messages are
+//! written to a group-committed write-ahead log before QoS 1/2 acknowledgements.
+//!
+//! Start a [`Broker`], then hand it connections: [`serve_tcp`], [`serve_ws`], or any
+//! `AsyncRead + AsyncWrite` stream with [`BrokerHandle::serve_connection`]. See
+//! `ARCHITECTURE.md` for tasks, data flow, persistence records and backpressure.
+
+mod auth;
+mod broker;
+mod connection;
+mod core;
+mod error;
+mod message;
+mod session;
+mod settings;
+mod stats;
+mod store;
+mod sys;
+mod trie;
+pub mod wal;
+mod ws;
+
+pub use auth::{AllowAll, AuthFuture, Authorizer, ClientInfo, ConnectRequest, Identity};
+pub use broker::{serve_tcp, serve_ws, Broker, BrokerHandle};
+pub use error::Error;
+pub use settings::{BrokerSettings, Durability, OverloadPolicy, PersistenceSettings};
+pub use stats::Stats;

@@ -1,0 +1,107 @@
+//! Who a client is and what it may do: the [`Identity`] a transport learned, and the
+//! [`Authorizer`] the broker asks at CONNECT, PUBLISH, SUBSCRIBE and before each delivery.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use mqgate_protocol::{ProtocolVersion, QoS, ReasonCode};
+
+/// What the transport learned about a peer before any MQTT byte was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// A user name proven by the transport (TLS client certificate, SSH login), if any.
+    pub transport_user: Option<String>,
+}
+
+impl Identity {
+    /// An identity with only a peer address (plain TCP or WebSocket).
+    pub fn new(peer: SocketAddr) -> Identity {
+        Identity {
+            peer,
+            transport_user: None,
+        }
+    }
+}
+
+/// The credentials a client presented in CONNECT.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectRequest<'a> {
+    /// The client identifier (after assignment for an empty one).
+    pub client_id: &'a str,
+    /// The CONNECT user name.
+    pub username: Option<&'a str>,
+    /// The CONNECT password.
+    pub password: Option<&'a Bytes>,
+    /// The protocol version of the connection.
+    pub protocol: ProtocolVersion,
+}
+
+/// An authenticated client, as the authorizer decided at CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client identifier.
+    pub client_id: String,
+    /// The user name the client is known as for authorization, if any.
+    pub username: Option<String>,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+/// A boxed future, so that authentication may run slow work (argon2) off the reactor.
+pub type AuthFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<String>, ReasonCode>> + Send + 'a>>;
+
+/// Access control asked by the broker. `proxy` implements it; [`AllowAll`] allows everything.
+pub trait Authorizer: Send + Sync + 'static {
+    /// At CONNECT: accept (with the user name the client is known as, or `None`) or refuse
+    /// with a CONNACK reason code (for 3.x: `BadUserNameOrPassword` or `NotAuthorized`).
+    fn authenticate<'a>(
+        &'a self,
+        identity: &'a Identity,
+        request: ConnectRequest<'a>,
+    ) -> AuthFuture<'a>;
+
+    /// Before accepting a PUBLISH (and before publishing a will).
+    fn authorize_publish(&self, client: &ClientInfo, topic: &str, qos: QoS, retain: bool) -> bool;
+
+    /// Before granting a SUBSCRIBE filter.
+    fn authorize_subscribe(&self, client: &ClientInfo, filter: &str, qos: QoS) -> bool;
+
+    /// Before each delivery of a message on `topic` to the subscriber `client`.
+    fn authorize_delivery(&self, client: &ClientInfo, topic: &str) -> bool;
+}
+
+/// Allows every client and every operation; the transport identity's user name, else the
+/// CONNECT user name, becomes the client's user name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Authorizer for AllowAll {
+    fn authenticate<'a>(
+        &'a self,
+        identity: &'a Identity,
+        request: ConnectRequest<'a>,
+    ) -> AuthFuture<'a> {
+        let user = identity
+            .transport_user
+            .clone()
+            .or_else(|| request.username.map(str::to_owned));
+        Box::pin(std::future::ready(Ok(user)))
+    }
+
+    fn authorize_publish(&self, _: &ClientInfo, _: &str, _: QoS, _: bool) -> bool {
+        true
+    }
+
+    fn authorize_subscribe(&self, _: &ClientInfo, _: &str, _: QoS) -> bool {
+        true
+    }
+
+    fn authorize_delivery(&self, _: &ClientInfo, _: &str) -> bool {
+        true
+    }
+}

@@ -1,0 +1,213 @@
+//! The public face of broker-lite: [`Broker`] (start, shutdown), [`BrokerHandle`] (serve a
+//! connection from any transport) and the TCP and WebSocket listeners.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::auth::{Authorizer, Identity};
+use crate::connection;
+use crate::core::Core;
+use crate::error::Error;
+use crate::settings::BrokerSettings;
+use crate::stats::Stats;
+use crate::store::Store;
+use crate::sys;
+use crate::ws;
+
+struct Inner {
+    core: Arc<Core>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    connections: Arc<Semaphore>,
+}
+
+/// A running broker. Dropping it without [`Broker::shutdown`] leaves its tasks running.
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+/// A cheap, cloneable handle to serve connections on a [`Broker`].
+#[derive(Clone)]
+pub struct BrokerHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for BrokerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerHandle").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Starts a broker: recovers the persisted state (if persistence is configured) and
+    /// starts the `$SYS` publisher. Listeners are started separately ([`serve_tcp`],
+    /// [`serve_ws`]) or connections handed in with [`BrokerHandle::serve_connection`].
+    pub async fn start(
+        settings: BrokerSettings,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Result<Broker, Error> {
+        let (store, model) = match &settings.persistence {
+            Some(p) => {
+                let (store, model) = Store::open(p).await?;
+                (Some(store), Some(model))
+            }
+            None => (None, None),
+        };
+        let connections = Arc::new(Semaphore::new(settings.max_connections));
+        let sys_interval = settings.sys_interval;
+        let core = Arc::new(Core::new(settings, authorizer, store, model));
+        let inner = Arc::new(Inner {
+            core,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            connections,
+        });
+        if !sys_interval.is_zero() {
+            inner
+                .tracker
+                .spawn(sys::run(inner.core.clone(), inner.shutdown.clone()));
+        }
+        Ok(Broker { inner })
+    }
+
+    /// A handle for listeners and transports.
+    pub fn handle(&self) -> BrokerHandle {
+        BrokerHandle {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The broker's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.core.stats
+    }
+
+    /// Stops accepting connections, disconnects every client (without publishing wills:
+    /// persistent sessions resume after the restart), waits for the connection tasks, then
+    /// compacts and closes the persistent store.
+    pub async fn shutdown(self) {
+        info!("broker shutting down");
+        self.inner.shutdown.cancel();
+        self.inner.core.kick_all();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+        if let Some(store) = &self.inner.core.store {
+            store.close().await;
+        }
+        info!("broker stopped");
+    }
+}
+
+impl BrokerHandle {
+    /// Runs one MQTT connection over `stream` to its end. `identity` is what the transport
+    /// learned about the peer. Refused at once when `max_connections` are open.
+    pub async fn serve_connection<S>(&self, stream: S, identity: Identity)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let inner = &self.inner;
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        let Ok(_permit) = inner.connections.clone().try_acquire_owned() else {
+            warn!(
+                peer = %identity.peer,
+                limit = "max_connections",
+                max = inner.core.settings.max_connections,
+                "refusing connection: too many connections"
+            );
+            return;
+        };
+        let fut = connection::serve(inner.core.clone(), inner.shutdown.clone(), stream, identity);
+        inner.tracker.track_future(fut).await;
+    }
+
+    /// The broker's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.core.stats
+    }
+
+    fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tracker.spawn(fut);
+    }
+
+    fn stopping(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+}
+
+/// Accept errors (e.g. out of file descriptors) are retried after a growing pause.
+async fn backoff(error: std::io::Error, delay: &mut Duration) {
+    warn!(%error, delay_ms = delay.as_millis() as u64, "accept failed; retrying");
+    tokio::time::sleep(*delay).await;
+    *delay = (*delay * 2).min(Duration::from_secs(1));
+}
+
+/// Serves MQTT over plain TCP on `listener` until `shutdown` (or the broker's shutdown).
+pub async fn serve_tcp(listener: TcpListener, handle: BrokerHandle, shutdown: CancellationToken) {
+    let mut delay = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = handle.stopping().cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                delay = Duration::from_millis(5);
+                let _ = stream.set_nodelay(true);
+                let h = handle.clone();
+                handle.spawn(async move { h.serve_connection(stream, Identity::new(peer)).await });
+            }
+            Err(e) => backoff(e, &mut delay).await,
+        }
+    }
+}
+
+/// Serves MQTT over WebSockets (subprotocol `mqtt`, binary frames) on `listener` until
+/// `shutdown` (or the broker's shutdown).
+pub async fn serve_ws(listener: TcpListener, handle: BrokerHandle, shutdown: CancellationToken) {
+    let mut delay = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = handle.stopping().cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                delay = Duration::from_millis(5);
+                let _ = stream.set_nodelay(true);
+                let h = handle.clone();
+                let timeout = h.inner.core.settings.connect_timeout;
+                let max = h.inner.core.settings.max_packet_size;
+                handle.spawn(async move {
+                    match tokio::time::timeout(timeout, ws::accept(stream, max)).await {
+                        Ok(Ok(ws)) => h.serve_connection(ws, Identity::new(peer)).await,
+                        Ok(Err(e)) => warn!(%peer, error = %e, "WebSocket handshake failed"),
+                        Err(_) => {
+                            warn!(%peer, limit = "connect_timeout", "WebSocket handshake timed out")
+                        }
+                    }
+                });
+            }
+            Err(e) => backoff(e, &mut delay).await,
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! Sans-IO state of one MQTT session: the queue of messages waiting for the client, the
+//! inflight window with packet id allocation, and the incoming QoS 2 ids awaiting PUBREL.
+//!
+//! No locks, no I/O, no clocks: the connection task drives it and writes what it returns.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use mqgate_protocol::QoS;
+
+use crate::message::Delivery;
+use crate::settings::OverloadPolicy;
+
+/// The limits that bound one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// QoS 1/2 messages sent and not yet completely acknowledged.
+    pub max_inflight: usize,
+    /// Messages waiting behind the inflight window.
+    pub max_queued_messages: usize,
+    /// Payload bytes waiting behind the inflight window.
+    pub max_queued_bytes: usize,
+    /// Queue QoS 0 messages while the client is offline.
+    pub queue_qos0_offline: bool,
+    /// What to do when the queue is full.
+    pub policy: OverloadPolicy,
+}
+
+/// What [`SessionState::enqueue`] did with a delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    /// Queued, the queue has room.
+    Queued,
+    /// Queued beyond the limit: the publisher must wait until the queue drains
+    /// ([`OverloadPolicy::Backpressure`] with the client connected).
+    QueuedOverLimit,
+    /// Not queued: a QoS 0 message for an offline client (not an overflow).
+    SkippedOffline,
+    /// Not queued: the queue is full (counted and logged by the caller).
+    DroppedNew,
+    /// Queued after dropping the oldest waiting message, returned here.
+    DroppedOldest(Delivery),
+    /// Not queued, and the (connected) client should be disconnected as too slow.
+    Disconnect,
+}
+
+/// A packet the connection must send for this session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Transmit {
+    /// PUBLISH `delivery` with packet id `pkid` (0 for QoS 0).
+    Publish {
+        /// Packet identifier.
+        pkid: u16,
+        /// DUP flag (a retransmission after reconnect).
+        dup: bool,
+        /// What to send.
+        delivery: Delivery,
+    },
+    /// PUBREL for a QoS 2 message whose PUBREC arrived before the reconnect.
+    PubRel {
+        /// Packet identifier.
+        pkid: u16,
+    },
+}
+
+/// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// QoS 1 sent, waiting for PUBACK.
+    AwaitPubAck,
+    /// QoS 2 sent, waiting for PUBREC.
+    AwaitPubRec,
+    /// QoS 2 PUBREL sent, waiting for PUBCOMP.
+    AwaitPubComp,
+}
+
+#[derive(Debug, Clone)]
+struct Inflight {
+    pkid: u16,
+    stage: Stage,
+    delivery: Delivery,
+}
+
+/// The state of one session (see the module comment).
+#[derive(Debug, Default)]
+pub(crate) struct SessionState {
+    pending: VecDeque<Delivery>,
+    pending_bytes: usize,
+    inflight: VecDeque<Inflight>,
+    next_pkid: u16,
+    next_seq: u64,
+    incoming_qos2: HashSet<u16>,
+    online: bool,
+    /// Granted subscriptions: filter → QoS.
+    pub subscriptions: BTreeMap<String, QoS>,
+}
+
+impl SessionState {
+    /// An empty, offline session.
+    pub fn new() -> SessionState {
+        SessionState {
+            next_seq: 1,
+            ..SessionState::default()
+        }
+    }
+
+    /// Allocates the next per-session sequence number for a delivery.
+    pub fn alloc_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Whether a connection is attached.
+    pub fn online(&self) -> bool {
+        self.online
+    }
+
+    /// Marks the session connected or not.
+    pub fn set_online(&mut self, online: bool) {
+        self.online = online;
+    }
+
+    /// Messages waiting behind the inflight window.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Messages sent and not yet completely acknowledged.
+    #[cfg(test)]
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    fn is_full(&self, limits: &Limits, extra_bytes: usize) -> bool {
+        self.pending.len() >= limits.max_queued_messages
+            || self.pending_bytes + extra_bytes > limits.max_queued_bytes
+    }
+
+    /// True while a connected client's queue is at or over its limit: publishers wait.
+    pub fn is_over_limit(&self, limits: &Limits) -> bool {
+        self.online && self.is_full(limits, 0)
+    }
+
+    /// Queues `delivery` for the client according to `limits`.
+    pub fn enqueue(&mut self, delivery: Delivery, limits: &Limits) -> Enqueued {
+        if !self.online && delivery.qos == QoS::AtMostOnce && !limits.queue_qos0_offline {
+            return Enqueued::SkippedOffline;
+        }
+        let len = delivery.msg.payload.len();
+        if !self.is_full(limits, len) {
+            self.push(delivery);
+            return Enqueued::Queued;
+        }
+        match (limits.policy, self.online) {
+            (OverloadPolicy::Backpressure, true) => {
+                self.push(delivery);
+                Enqueued::QueuedOverLimit
+            }
+            (OverloadPolicy::DropOldest, _) => match self.pending.pop_front() {
+                Some(old) => {
+                    self.pending_bytes -= old.msg.payload.len();
+                    self.push(delivery);
+                    Enqueued::DroppedOldest(old)
+                }
+                None => Enqueued::DroppedNew,
+            },
+            (OverloadPolicy::Disconnect, true) => Enqueued::Disconnect,
+            _ => Enqueued::DroppedNew,
+        }
+    }
+
+    fn push(&mut self, delivery: Delivery) {
+        self.pending_bytes += delivery.msg.payload.len();
+        self.pending.push_back(delivery);
+    }
+
+    fn alloc_pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            let candidate = self.next_pkid;
+            if !self.inflight.iter().any(|i| i.pkid == candidate) {
+                return candidate;
+            }
+        }
+    }
+
+    /// The next PUBLISH to send, if the queue is not empty and the inflight window
+    /// (for QoS 1/2) has room. QoS 1/2 messages enter the inflight window here.
+    pub fn poll_transmit(&mut self, limits: &Limits) -> Option<Transmit> {
+        let front = self.pending.front()?;
+        if front.qos != QoS::AtMostOnce && self.inflight.len() >= limits.max_inflight.max(1) {
+            return None;
+        }
+        let delivery = self.pending.pop_front()?;
+        self.pending_bytes -= delivery.msg.payload.len();
+        let pkid = match delivery.qos {
+            QoS::AtMostOnce => 0,
+            qos => {
+                let pkid = self.alloc_pkid();
+                let stage = if qos == QoS::AtLeastOnce {
+                    Stage::AwaitPubAck
+                } else {
+                    Stage::AwaitPubRec
+                };
+                self.inflight.push_back(Inflight {
+                    pkid,
+                    stage,
+                    delivery: delivery.clone(),
+                });
+                pkid
+            }
+        };
+        Some(Transmit::Publish {
+            pkid,
+            dup: false,
+            delivery,
+        })
+    }
+
+    /// What to resend when a client resumes the session: every inflight message in the
+    /// order it was first sent, PUBLISH with DUP set, or PUBREL after a PUBREC.
+    pub fn resume(&self) -> Vec<Transmit> {
+        self.inflight
+            .iter()
+            .map(|i| match i.stage {
+                Stage::AwaitPubAck | Stage::AwaitPubRec => Transmit::Publish {
+                    pkid: i.pkid,
+                    dup: true,
+                    delivery: i.delivery.clone(),
+                },
+                Stage::AwaitPubComp => Transmit::PubRel { pkid: i.pkid },
+            })
+            .collect()
+    }
+
+    fn position(&self, pkid: u16, stage: Stage) -> Option<usize> {
+        self.inflight
+            .iter()
+            .position(|i| i.pkid == pkid && i.stage == stage)
+    }
+
+    /// PUBACK received: the QoS 1 delivery it completes, if any.
+    pub fn on_puback(&mut self, pkid: u16) -> Option<Delivery> {
+        let at = self.position(pkid, Stage::AwaitPubAck)?;
+        self.inflight.remove(at).map(|i| i.delivery)
+    }
+
+    /// PUBREC received: the sequence number of the QoS 2 delivery now awaiting PUBCOMP.
+    pub fn on_pubrec(&mut self, pkid: u16) -> Option<u64> {
+        let at = self.position(pkid, Stage::AwaitPubRec)?;
+        let entry = self.inflight.get_mut(at)?;
+        entry.stage = Stage::AwaitPubComp;
+        Some(entry.delivery.seq)
+    }
+
+    /// PUBCOMP received: the QoS 2 delivery it completes, if any.
+    pub fn on_pubcomp(&mut self, pkid: u16) -> Option<Delivery> {
+        let at = self.position(pkid, Stage::AwaitPubComp)?;
+        self.inflight.remove(at).map(|i| i.delivery)
+    }
+
+    /// Incoming QoS 2 PUBLISH with `pkid`: true if it is new (deliver it), false if it is
+    /// a duplicate of one not yet released (do not deliver it again).
+    pub fn incoming_qos2(&mut self, pkid: u16) -> bool {
+        self.incoming_qos2.insert(pkid)
+    }
+
+    /// Incoming PUBREL: true if `pkid` was awaiting release.
+    pub fn incoming_pubrel(&mut self, pkid: u16) -> bool {
+        self.incoming_qos2.remove(&pkid)
+    }
+
+    /// Restores (after a restart) a message that was queued and not yet sent.
+    pub fn restore_pending(&mut self, delivery: Delivery) {
+        self.next_seq = self.next_seq.max(delivery.seq + 1);
+        self.push(delivery);
+    }
+
+    /// Restores (after a restart) a QoS 2 message sent with `pkid` and at `stage`.
+    pub fn restore_inflight(&mut self, pkid: u16, stage: Stage, delivery: Delivery) {
+        self.next_seq = self.next_seq.max(delivery.seq + 1);
+        self.next_pkid = self.next_pkid.max(pkid);
+        self.inflight.push_back(Inflight {
+            pkid,
+            stage,
+            delivery,
+        });
+    }
+
+    /// Restores (after a restart) an incoming QoS 2 id awaiting PUBREL.
+    pub fn restore_incoming_qos2(&mut self, pkid: u16) {
+        self.incoming_qos2.insert(pkid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use mqgate_protocol::{Properties, QoS};
+
+    use super::*;
+    use crate::message::Message;
+
+    fn limits() -> Limits {
+        Limits {
+            max_inflight: 2,
+            max_queued_messages: 3,
+            max_queued_bytes: 1000,
+            queue_qos0_offline: false,
+            policy: OverloadPolicy::Backpressure,
+        }
+    }
+
+    fn delivery(state: &mut SessionState, qos: QoS, payload: &'static str) -> Delivery {
+        Delivery {
+            seq: state.alloc_seq(),
+            msg: Arc::new(Message {
+                id: 1,
+                topic: Arc::from("t"),
+                payload: Bytes::from_static(payload.as_bytes()),
+                qos,
+                retain: false,
+                properties: Properties::default(),
+            }),
+            qos,
+            retain: false,
+        }
+    }
+
+    fn online() -> SessionState {
+        let mut s = SessionState::new();
+        s.set_online(true);
+        s
+    }
+
+    fn pkid_of(t: Option<Transmit>) -> u16 {
+        match t {
+            Some(Transmit::Publish { pkid, .. }) => pkid,
+            other => panic!("expected a publish, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inflight_window_limits_qos1_but_not_qos0() {
+        let mut s = online();
+        let l = limits();
+        for qos in [QoS::AtLeastOnce, QoS::AtLeastOnce, QoS::AtLeastOnce] {
+            let d = delivery(&mut s, qos, "x");
+            assert_eq!(s.enqueue(d, &l), Enqueued::Queued);
+        }
+        assert_eq!(pkid_of(s.poll_transmit(&l)), 1);
+        assert_eq!(pkid_of(s.poll_transmit(&l)), 2);
+        assert_eq!(s.poll_transmit(&l), None, "window of 2 is full");
+        assert!(s.on_puback(1).is_some());
+        assert_eq!(pkid_of(s.poll_transmit(&l)), 3);
+        let d = delivery(&mut s, QoS::AtMostOnce, "x");
+        s.enqueue(d, &l);
+        assert_eq!(
+            pkid_of(s.poll_transmit(&l)),
+            0,
+            "QoS 0 passes a full window"
+        );
+    }
+
+    #[test]
+    fn qos2_flow_and_resume_with_dup_and_pubrel() {
+        let mut s = online();
+        let l = limits();
+        let a = delivery(&mut s, QoS::ExactlyOnce, "a");
+        let b = delivery(&mut s, QoS::ExactlyOnce, "b");
+        s.enqueue(a, &l);
+        s.enqueue(b, &l);
+        let pa = pkid_of(s.poll_transmit(&l));
+        let pb = pkid_of(s.poll_transmit(&l));
+        assert_eq!(s.on_puback(pa), None, "PUBACK does not complete QoS 2");
+        assert_eq!(s.on_pubrec(pa), Some(1));
+        assert_eq!(
+            s.on_pubrec(pa),
+            None,
+            "second PUBREC for the same id is unknown"
+        );
+        let resumed = s.resume();
+        assert_eq!(resumed.len(), 2);
+        assert_eq!(resumed[0], Transmit::PubRel { pkid: pa });
+        match &resumed[1] {
+            Transmit::Publish { pkid, dup, .. } => {
+                assert_eq!(*pkid, pb);
+                assert!(*dup);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(s.on_pubcomp(pa).is_some());
+        assert_eq!(s.inflight(), 1);
+    }
+
+    #[test]
+    fn pkids_skip_ids_in_use_after_wrapping() {
+        let mut s = online();
+        let l = Limits {
+            max_inflight: 10,
+            ..limits()
+        };
+        let d = delivery(&mut s, QoS::AtLeastOnce, "x");
+        s.enqueue(d, &l);
+        assert_eq!(pkid_of(s.poll_transmit(&l)), 1);
+        s.next_pkid = u16::MAX;
+        let d = delivery(&mut s, QoS::AtLeastOnce, "x");
+        s.enqueue(d, &l);
+        assert_eq!(
+            pkid_of(s.poll_transmit(&l)),
+            2,
+            "wraps to 1, which is in use"
+        );
+    }
+
+    #[test]
+    fn offline_qos0_is_skipped_unless_configured() {
+        let mut s = SessionState::new();
+        let mut l = limits();
+        let d = delivery(&mut s, QoS::AtMostOnce, "x");
+        assert_eq!(s.enqueue(d, &l), Enqueued::SkippedOffline);
+        l.queue_qos0_offline = true;
+        let d = delivery(&mut s, QoS::AtMostOnce, "x");
+        assert_eq!(s.enqueue(d, &l), Enqueued::Queued);
+    }
+
+    #[test]
+    fn full_queue_follows_the_policy() {
+        let l = limits();
+        let mut s = online();
+        for _ in 0..3 {
+            let d = delivery(&mut s, QoS::AtLeastOnce, "x");
+            assert_eq!(s.enqueue(d, &l), Enqueued::Queued);
+        }
+        let d = delivery(&mut s, QoS::AtLeastOnce, "x");
+        assert_eq!(s.enqueue(d, &l), Enqueued::QueuedOverLimit);
+        assert!(s.is_over_limit(&l));
+        s.set_online(false);
+        assert!(
+            !s.is_over_limit(&l),
+            "an offline session never blocks publishers"
+        );
+        let d = delivery(&mut s, QoS::AtLeastOnce, "x");
+        assert_eq!(s.enqueue(d, &l), Enqueued::DroppedNew);
+
+        let l = Limits {
+            policy: OverloadPolicy::DropOldest,
+            ..limits()
+        };
+        let mut s = SessionState::new();
+        for p in ["1", "2", "3"] {
+            let d = delivery(&mut s, QoS::AtLeastOnce, p);
+            s.enqueue(d, &l);
+        }
+        let d = delivery(&mut s, QoS::AtLeastOnce, "4");
+        match s.enqueue(d, &l) {
+            Enqueued::DroppedOldest(old) => assert_eq!(old.msg.payload, "1"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(s.queued(), 3);
+    }
+
+    #[test]
+    fn byte_limit_applies() {
+        let l = Limits {
+            max_queued_bytes: 5,
+            ..limits()
+        };
+        let mut s = SessionState::new();
+        let d = delivery(&mut s, QoS::AtLeastOnce, "abcd");
+        assert_eq!(s.enqueue(d, &l), Enqueued::Queued);
+        let d = delivery(&mut s, QoS::AtLeastOnce, "ef");
+        assert_eq!(s.enqueue(d, &l), Enqueued::DroppedNew);
+    }
+
+    #[test]
+    fn incoming_qos2_duplicates_are_detected_until_pubrel() {
+        let mut s = online();
+        assert!(s.incoming_qos2(7));
+        assert!(!s.incoming_qos2(7));
+        assert!(s.incoming_pubrel(7));
+        assert!(!s.incoming_pubrel(7));
+        assert!(s.incoming_qos2(7), "after PUBREL the id may be reused");
+    }
+
+    #[test]
+    fn queue_preserves_order() {
+        let mut s = online();
+        let l = Limits {
+            max_inflight: 100,
+            max_queued_messages: 100,
+            ..limits()
+        };
+        for p in ["a", "b", "c"] {
+            let d = delivery(&mut s, QoS::AtLeastOnce, p);
+            s.enqueue(d, &l);
+        }
+        let mut got = Vec::new();
+        while let Some(Transmit::Publish { delivery, .. }) = s.poll_transmit(&l) {
+            got.push(delivery.msg.payload.clone());
+        }
+        assert_eq!(got, ["a", "b", "c"]);
+    }
+}

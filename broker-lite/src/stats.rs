@@ -1,0 +1,37 @@
+//! Broker-wide counters, published under `$SYS` and readable by tests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Monotonic counters (and the connected-clients gauge) of one broker.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// PUBLISH packets received from clients.
+    pub messages_received: AtomicU64,
+    /// PUBLISH packets sent to clients.
+    pub messages_sent: AtomicU64,
+    /// Bytes read from client sockets.
+    pub bytes_received: AtomicU64,
+    /// Bytes written to client sockets.
+    pub bytes_sent: AtomicU64,
+    /// Clients connected now.
+    pub clients_connected: AtomicU64,
+    /// Messages dropped because a session's queue was full (counted and logged).
+    pub messages_dropped: AtomicU64,
+}
+
+impl Stats {
+    /// Adds `n` to `counter`.
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One client fewer connected.
+    pub(crate) fn sub_connected(&self) {
+        self.clients_connected.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Reads `counter`.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
