@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test helpers: failing loudly is the point
 
 use bytes::BytesMut;
 use mqgate_protocol::{decode_packet, encode_packet, Error, Packet, ProtocolVersion};
