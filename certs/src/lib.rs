@@ -28,3 +28,5 @@ pub use profile::{validate_name, KeyType, Profile};
 pub use report::render_list;
 pub use revoke::Reason;
 pub use serial::{normalize as normalize_serial, to_hex as serial_hex};
+/// The timestamp type of this crate's API (re-exported so callers need not depend on `time`).
+pub use time::OffsetDateTime;
