@@ -226,9 +226,9 @@ impl Core {
                     match q.pkid {
                         Some(pkid) => {
                             let stage = if q.released {
-                                Stage::AwaitPubComp
+                                Stage::Completion
                             } else {
-                                Stage::AwaitPubRec
+                                Stage::Received
                             };
                             slot.state.restore_inflight(pkid, stage, delivery);
                         }

@@ -62,15 +62,15 @@ pub(crate) enum Transmit {
     },
 }
 
-/// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
+/// Which acknowledgement an outgoing QoS 1/2 message is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
     /// QoS 1 sent, waiting for PUBACK.
-    AwaitPubAck,
+    Ack,
     /// QoS 2 sent, waiting for PUBREC.
-    AwaitPubRec,
+    Received,
     /// QoS 2 PUBREL sent, waiting for PUBCOMP.
-    AwaitPubComp,
+    Completion,
 }
 
 #[derive(Debug, Clone)]
@@ -199,9 +199,9 @@ impl SessionState {
             qos => {
                 let pkid = self.alloc_pkid();
                 let stage = if qos == QoS::AtLeastOnce {
-                    Stage::AwaitPubAck
+                    Stage::Ack
                 } else {
-                    Stage::AwaitPubRec
+                    Stage::Received
                 };
                 self.inflight.push_back(Inflight {
                     pkid,
@@ -224,12 +224,12 @@ impl SessionState {
         self.inflight
             .iter()
             .map(|i| match i.stage {
-                Stage::AwaitPubAck | Stage::AwaitPubRec => Transmit::Publish {
+                Stage::Ack | Stage::Received => Transmit::Publish {
                     pkid: i.pkid,
                     dup: true,
                     delivery: i.delivery.clone(),
                 },
-                Stage::AwaitPubComp => Transmit::PubRel { pkid: i.pkid },
+                Stage::Completion => Transmit::PubRel { pkid: i.pkid },
             })
             .collect()
     }
@@ -242,21 +242,21 @@ impl SessionState {
 
     /// PUBACK received: the QoS 1 delivery it completes, if any.
     pub fn on_puback(&mut self, pkid: u16) -> Option<Delivery> {
-        let at = self.position(pkid, Stage::AwaitPubAck)?;
+        let at = self.position(pkid, Stage::Ack)?;
         self.inflight.remove(at).map(|i| i.delivery)
     }
 
     /// PUBREC received: the sequence number of the QoS 2 delivery now awaiting PUBCOMP.
     pub fn on_pubrec(&mut self, pkid: u16) -> Option<u64> {
-        let at = self.position(pkid, Stage::AwaitPubRec)?;
+        let at = self.position(pkid, Stage::Received)?;
         let entry = self.inflight.get_mut(at)?;
-        entry.stage = Stage::AwaitPubComp;
+        entry.stage = Stage::Completion;
         Some(entry.delivery.seq)
     }
 
     /// PUBCOMP received: the QoS 2 delivery it completes, if any.
     pub fn on_pubcomp(&mut self, pkid: u16) -> Option<Delivery> {
-        let at = self.position(pkid, Stage::AwaitPubComp)?;
+        let at = self.position(pkid, Stage::Completion)?;
         self.inflight.remove(at).map(|i| i.delivery)
     }
 

@@ -32,6 +32,8 @@ pub(crate) async fn accept<S>(stream: S, max_packet_size: usize) -> Result<WsStr
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // The callback's signature (and its large error type) is tungstenite's.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
         let offered: Vec<String> = request
             .headers()
@@ -50,9 +52,11 @@ where
         }
         Ok(response)
     };
-    let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(max_packet_size.saturating_add(16));
-    config.max_frame_size = Some(max_packet_size.saturating_add(16));
+    let config = WebSocketConfig {
+        max_message_size: Some(max_packet_size.saturating_add(16)),
+        max_frame_size: Some(max_packet_size.saturating_add(16)),
+        ..WebSocketConfig::default()
+    };
     let ws =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
     Ok(WsStream {

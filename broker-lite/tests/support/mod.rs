@@ -1,7 +1,7 @@
 //! Test support: an in-process broker on 127.0.0.1:0 and a raw MQTT client built on the
 //! protocol crate's codec, so tests control every byte.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
