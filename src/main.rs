@@ -4,6 +4,7 @@
 mod bench;
 mod certs_cmd;
 mod config_cmd;
+mod run;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway (by default: an MQTT broker on 127.0.0.1:1883, state in ./mqgate-data).
+    Run(run::RunArgs),
     /// Check or print configuration files.
     Config {
         #[command(subcommand)]
@@ -33,6 +36,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Config { command } => config_cmd::run(command),
         Command::Certs(args) => certs_cmd::run(args),
         Command::Bench(args) => bench::run(args),

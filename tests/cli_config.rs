@@ -6,7 +6,10 @@ use common::run_mqgate;
 
 #[test]
 fn config_check_accepts_every_example() {
-    for example in ["examples/raspberry-pi-gateway.toml", "examples/standalone-proxy.toml"] {
+    for example in [
+        "examples/raspberry-pi-gateway.toml",
+        "examples/standalone-proxy.toml",
+    ] {
         let path = format!("{}/{example}", env!("CARGO_MANIFEST_DIR"));
         let (code, stdout, stderr) = run_mqgate(&["config", "check", &path]);
         assert_eq!(code, 0, "{example}: {stderr}");
@@ -21,7 +24,10 @@ fn config_check_points_at_the_line_and_column_and_exits_64() {
     std::fs::write(&path, "[broker]\nmax_inflight = 20\nmax_inflihgt = 5\n").unwrap();
     let (code, stdout, stderr) = run_mqgate(&["config", "check", path.to_str().unwrap()]);
     assert_eq!(code, 64);
-    assert!(stdout.is_empty(), "nothing on stdout for a bad file: {stdout}");
+    assert!(
+        stdout.is_empty(),
+        "nothing on stdout for a bad file: {stdout}"
+    );
     let expected = format!("{}:3:1:", path.display());
     assert!(stderr.contains(&expected), "want {expected} in: {stderr}");
     assert!(stderr.contains("unknown field `max_inflihgt`"), "{stderr}");
@@ -37,9 +43,18 @@ fn config_check_reports_every_validation_error() {
     std::fs::write(&path, text).unwrap();
     let (code, _, stderr) = run_mqgate(&["config", "check", path.to_str().unwrap()]);
     assert_eq!(code, 64);
-    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&*path.to_string_lossy())).collect();
-    assert!(lines.len() >= 2, "both the port clash and the missing TLS cert: {stderr}");
-    assert!(stderr.contains("listener[1]") || stderr.contains("listeners[1]"), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with(&*path.to_string_lossy()))
+        .collect();
+    assert!(
+        lines.len() >= 2,
+        "both the port clash and the missing TLS cert: {stderr}"
+    );
+    assert!(
+        stderr.contains("listener[1]") || stderr.contains("listeners[1]"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -57,7 +57,8 @@ impl Default for BrokerConfig {
             max_queued_bytes: 8 * 1024 * 1024,
             // MQTT lets a broker drop QoS 0 for offline clients; queuing them wastes memory.
             queue_qos0_messages: false,
-            queue_full: QueueFullPolicy::DropOldest,
+            // Never drop what a connected subscriber is still reading: slow the publishers.
+            queue_full: QueueFullPolicy::Backpressure,
             // Long enough for a slow TLS client on a lossy link, short enough that
             // half-open connections do not pile up.
             connect_timeout: Duration::from_secs(10),
@@ -72,7 +73,11 @@ impl Default for BrokerConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueFullPolicy {
-    /// Drop the oldest queued message to make room: the freshest readings win (default).
+    /// For a connected subscriber, stop reading the publishers' sockets (delaying their
+    /// acknowledgements) until the queue drains; for an offline session, drop the new
+    /// message, counted and logged (default).
+    Backpressure,
+    /// Drop the oldest queued message to make room: the freshest readings win.
     DropOldest,
     /// Drop the new message (mosquitto's behaviour).
     DropNew,

@@ -65,7 +65,10 @@ impl Mqgate {
                 Ok(line) => line,
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("mqgate did not become ready; log:\n{}", log.lock().unwrap().join("\n"));
+                    panic!(
+                        "mqgate did not become ready; log:\n{}",
+                        log.lock().unwrap().join("\n")
+                    );
                 }
             };
             if line.contains("listening") {

@@ -1,0 +1,174 @@
+//! `mqgate run`: loads the configuration, starts broker-lite and its listeners, and
+//! shuts everything down gracefully on SIGTERM or Ctrl-C.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use mqgate_broker_lite::{serve_tcp, serve_ws, AllowAll, Broker, BrokerSettings, OverloadPolicy};
+use mqgate_config::{Config, ListenerConfig, ListenerKind, QueueFullPolicy};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config_cmd::EXIT_BAD_CONFIG;
+
+/// Arguments of `mqgate run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML). Without it, the built-in default is used
+    /// (`mqgate config default` prints it).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen for plain MQTT on HOST:PORT. Repeatable; replaces the configured plain-TCP
+    /// listeners (like mosquitto's -p).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Vec<SocketAddr>,
+    /// Directory for persistent state (replaces persistence.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// Runs the gateway until SIGTERM or Ctrl-C.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{message}");
+            return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// The configuration from the file (or the default), with the command-line overrides.
+fn load_config(args: &RunArgs) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if !args.listen.is_empty() {
+        config.listeners.retain(|l| l.kind != ListenerKind::Tcp);
+        config
+            .listeners
+            .extend(args.listen.iter().map(|addr| ListenerConfig::tcp(*addr)));
+    }
+    if let Some(dir) = &args.data_dir {
+        config.persistence.data_dir = dir.clone();
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// Maps the broker and persistence sections onto broker-lite's settings.
+fn broker_settings(config: &Config) -> BrokerSettings {
+    let b = &config.broker;
+    let p = &config.persistence;
+    BrokerSettings {
+        max_connections: b.max_connections as usize,
+        max_packet_size: b.max_packet_size as usize,
+        max_inflight: b.max_inflight,
+        max_queued_messages: b.max_queued_messages as usize,
+        max_queued_bytes: usize::try_from(b.max_queued_bytes).unwrap_or(usize::MAX),
+        queue_qos0_messages: b.queue_qos0_messages,
+        connect_timeout: b.connect_timeout,
+        sys_interval: b.sys_interval,
+        retain_available: b.retain_available,
+        overload: match b.queue_full {
+            QueueFullPolicy::Backpressure => OverloadPolicy::Backpressure,
+            QueueFullPolicy::DropOldest => OverloadPolicy::DropOldest,
+            QueueFullPolicy::DropNew => OverloadPolicy::DropNew,
+            QueueFullPolicy::Disconnect => OverloadPolicy::Disconnect,
+        },
+        persistence: p.enabled.then(|| mqgate_broker_lite::PersistenceSettings {
+            dir: p.data_dir.clone(),
+            durability: match p.durability {
+                mqgate_config::Durability::Sync => mqgate_broker_lite::Durability::Sync,
+                mqgate_config::Durability::Batch => mqgate_broker_lite::Durability::Batch,
+                mqgate_config::Durability::NoSync => mqgate_broker_lite::Durability::None,
+            },
+            commit_window: p.commit_window,
+            flush_interval: p.flush_interval,
+            compaction_threshold_bytes: p.compaction_threshold_bytes,
+        }),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    for listener in &config.listeners {
+        if !matches!(listener.kind, ListenerKind::Tcp | ListenerKind::Ws) {
+            bail!(
+                "listener {} ({:?}) is not available yet in this build: TLS and SSH listeners \
+                 arrive with the proxy",
+                listener.bind,
+                listener.kind
+            );
+        }
+    }
+    let broker = Broker::start(broker_settings(&config), Arc::new(AllowAll))
+        .await
+        .context("starting broker-lite")?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    for listener in &config.listeners {
+        let socket = TcpListener::bind(listener.bind)
+            .await
+            .with_context(|| format!("binding {}", listener.bind))?;
+        let addr = socket.local_addr()?;
+        let handle = broker.handle();
+        let token = shutdown.clone();
+        match listener.kind {
+            ListenerKind::Ws => {
+                tracing::info!(kind = "ws", %addr, path = listener.ws_path(), "listening");
+                tracker.spawn(serve_ws(socket, handle, token));
+            }
+            _ => {
+                tracing::info!(kind = "tcp", %addr, "listening");
+                tracker.spawn(serve_tcp(socket, handle, token));
+            }
+        }
+    }
+    tracker.close();
+    wait_for_signal().await;
+    tracing::info!("shutting down: closing listeners, disconnecting clients, flushing state");
+    shutdown.cancel();
+    tracker.wait().await;
+    broker.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops mqgate");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
