@@ -452,19 +452,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                         if let Some(ka) = keep_alive {
                             timer.as_mut().reset(Instant::now() + ka);
                         }
-                        loop {
-                            match decode_packet(&mut self.rbuf, self.version, max) {
-                                Ok(Some(packet)) => {
-                                    if let Err(end) = self
-                                        .handle(packet, session, client, &mut acks, &mut blocked, &mut want_fill)
-                                        .await
-                                    {
-                                        return end;
-                                    }
-                                }
-                                Ok(None) => break,
-                                Err(e) => return End::Protocol(e),
-                            }
+                        if let Err(end) = self
+                            .process_buffered(session, client, &mut acks, &mut blocked, &mut want_fill)
+                            .await
+                        {
+                            return end;
                         }
                     }
                 },
@@ -477,9 +469,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                     }
                 }
                 _ = session.wake.notified() => want_fill = true,
-                _ = wait_for_space(&blocked, &self.core), if !blocked.is_empty() => blocked.clear(),
+                _ = wait_for_space(&blocked, &self.core), if !blocked.is_empty() => {
+                    blocked.clear();
+                    if let Err(end) = self
+                        .process_buffered(session, client, &mut acks, &mut blocked, &mut want_fill)
+                        .await
+                    {
+                        return end;
+                    }
+                }
             }
         }
+    }
+
+    /// Handles the complete packets in the read buffer, stopping early while a subscriber
+    /// this client publishes to is over its queue limit (backpressure).
+    async fn process_buffered(
+        &mut self,
+        session: &Arc<Session>,
+        client: &Arc<ClientInfo>,
+        acks: &mut VecDeque<PendingAck>,
+        blocked: &mut Vec<Arc<Session>>,
+        want_fill: &mut bool,
+    ) -> Result<(), End> {
+        let max = self.core.settings.max_packet_size;
+        while blocked.is_empty() {
+            match decode_packet(&mut self.rbuf, self.version, max) {
+                Ok(Some(packet)) => {
+                    self.handle(packet, session, client, acks, blocked, want_fill)
+                        .await?
+                }
+                Ok(None) => break,
+                Err(e) => return Err(End::Protocol(e)),
+            }
+        }
+        Ok(())
     }
 
     fn flush_ready_acks(&mut self, acks: &mut VecDeque<PendingAck>) {

@@ -460,3 +460,44 @@ async fn rumqttc_client_publishes_and_receives() {
     assert_eq!(got.qos, rumqttc::QoS::AtLeastOnce);
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_slow_subscriber_applies_backpressure_instead_of_dropping() {
+    let b = TestBroker::start(BrokerSettings {
+        max_inflight: 1,
+        max_queued_messages: 5,
+        ..settings()
+    })
+    .await;
+    let mut sub = Raw::connect(b.addr, "slow", true).await;
+    sub.subscribe("bp", QoS::AtLeastOnce).await;
+    let mut publ = Raw::connect(b.addr, "fast", true).await;
+    const N: u16 = 20;
+    for i in 1..=N {
+        publ.send(&publish("bp", &i.to_be_bytes(), QoS::AtLeastOnce, false, i))
+            .await;
+    }
+    // The subscriber acks nothing yet: the publisher gets only the acks that fit
+    // (1 inflight + 5 queued + the one that crossed the limit), then is not read.
+    let mut early = 0;
+    while let Ok(Some(Packet::PubAck(_))) = publ.recv_within(SHORT).await {
+        early += 1;
+    }
+    assert!(
+        early < N as usize,
+        "publisher was held back, got {early} acks"
+    );
+    for i in 1..=N {
+        let p = sub.recv_publish().await;
+        assert_eq!(p.payload[..], i.to_be_bytes(), "in order, nothing dropped");
+        sub.ack(&p).await;
+    }
+    for _ in early..N as usize {
+        assert!(matches!(publ.recv().await, Some(Packet::PubAck(_))));
+    }
+    assert_eq!(
+        mqgate_broker_lite::Stats::get(&b.handle.stats().messages_dropped),
+        0
+    );
+    b.shutdown().await;
+}
