@@ -114,7 +114,9 @@ pub enum ClientCertMode {
 pub struct SshListenerConfig {
     /// Private host key file (OpenSSH format); required.
     pub host_key: Option<PathBuf>,
-    /// `authorized_keys` file of public keys allowed to log in.
+    /// Public keys allowed to log in: either a directory holding one OpenSSH
+    /// `authorized_keys` file per user (`<dir>/<user>`), or one `authorized_keys` file in
+    /// which the comment of each key line is the user name that key logs in as.
     pub authorized_keys: Option<PathBuf>,
     /// Also accept SSH password logins, checked against `auth.password_file`.
     pub allow_password: bool,
@@ -125,6 +127,16 @@ pub struct SshListenerConfig {
     pub auth_timeout: Duration,
     /// Failed authentication attempts before the connection is closed.
     pub max_auth_attempts: u32,
+    /// `host:port` targets of a direct-tcpip channel that mean "the MQTT service" (served
+    /// in-process by the broker); a channel to any other target is refused.
+    pub mqtt_targets: Vec<String>,
+    /// An SSH connection with no traffic at all for this long is closed.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub idle_timeout: Duration,
+    /// Interval of server keep-alive requests to a silent client; three unanswered ones
+    /// close the connection.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub keepalive: Duration,
 }
 
 impl Default for SshListenerConfig {
@@ -138,6 +150,11 @@ impl Default for SshListenerConfig {
             max_channels_per_connection: 4,
             auth_timeout: Duration::from_secs(30),
             max_auth_attempts: 3,
+            // What `ssh -L 1883:localhost:1883` and `-L 1883:127.0.0.1:1883` ask for.
+            mqtt_targets: vec!["localhost:1883".to_owned(), "127.0.0.1:1883".to_owned()],
+            // A sensor publishes at least every keep-alive (minutes); 10 min is OpenSSH-like.
+            idle_timeout: Duration::from_secs(600),
+            keepalive: Duration::from_secs(30),
         }
     }
 }

@@ -39,9 +39,22 @@ pub struct TunnelConfig {
     /// Delay between reconnect attempts.
     #[serde(default)]
     pub reconnect: Backoff,
+    /// How long a local connection arriving while the tunnel is down waits for it to
+    /// come back before it is closed.
+    #[serde(
+        default = "default_connect_wait",
+        deserialize_with = "crate::duration::deserialize"
+    )]
+    pub connect_wait: Duration,
 }
 
 fn default_keepalive() -> Duration {
     // autossh users set ServerAliveInterval 15-60 s; 30 s detects a dead link in 90 s.
     Duration::from_secs(30)
+}
+
+fn default_connect_wait() -> Duration {
+    // Longer than one reconnect at the default 1 s initial backoff, shorter than the
+    // 30-60 s an MQTT client waits for CONNACK.
+    Duration::from_secs(10)
 }
