@@ -138,11 +138,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let token = shutdown.clone();
         match listener.kind {
             ListenerKind::Ws => {
-                tracing::info!(kind = "ws", %addr, path = listener.ws_path(), "listening");
+                tracing::info!(kind = %"ws", %addr, path = listener.ws_path(), "listening");
                 tracker.spawn(serve_ws(socket, handle, token));
             }
             _ => {
-                tracing::info!(kind = "tcp", %addr, "listening");
+                tracing::info!(kind = %"tcp", %addr, "listening");
                 tracker.spawn(serve_tcp(socket, handle, token));
             }
         }
