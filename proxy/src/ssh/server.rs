@@ -1,0 +1,503 @@
+//! The SSH listener: accepts SSH logins (public key, optionally password) and serves
+//! direct-tcpip channels to the MQTT service in-process through broker-lite, with the SSH
+//! user as the connection's transport identity. Everything else is refused with
+//! "administratively prohibited" and logged: session channels (shell, exec, subsystem, pty,
+//! agent and X11 forwarding all need one), X11 channels, `tcpip-forward` (`ssh -R`),
+//! streamlocal forwarding, and direct-tcpip to any other host:port.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mqgate_broker_lite::{BrokerHandle, Identity};
+use mqgate_config::SshListenerConfig;
+use russh::keys::{PrivateKey, PublicKey};
+use russh::server::ChannelOpenHandle;
+use russh::server::{Auth, Msg, Session};
+use russh::{Channel, ChannelOpenFailure, Disconnect, MethodKind, MethodSet};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::hostkey::{fingerprint, load_or_generate_host_key};
+use super::{AuthorizedKeys, SshError};
+
+/// Checks an SSH password login (the proxy's argon2 password file plugs in here). The
+/// implementation owns rate limiting; `peer` is given for that.
+pub trait SshPasswordVerifier: Send + Sync + 'static {
+    /// Whether `password` is correct for `user`.
+    fn verify<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a str,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+}
+
+/// Refused channel opens (over the limit or prohibited) after which a connection is closed.
+const MAX_REFUSED_CHANNELS: u32 = 16;
+
+/// Everything an SSH listener needs, resolved from `[listener.ssh]`.
+#[derive(Clone)]
+pub struct SshServerSettings {
+    /// The host key.
+    pub host_key: PrivateKey,
+    /// Public keys allowed to log in; `None` disables public-key logins.
+    pub authorized_keys: Option<AuthorizedKeys>,
+    /// Password checker; `None` disables password logins.
+    pub password: Option<Arc<dyn SshPasswordVerifier>>,
+    /// direct-tcpip `host:port` targets served as the MQTT service (compared case-insensitively).
+    pub mqtt_targets: Vec<String>,
+    /// Simultaneous MQTT channels per SSH connection.
+    pub max_channels_per_connection: usize,
+    /// Time from TCP accept to successful authentication.
+    pub auth_timeout: Duration,
+    /// Failed authentication attempts before disconnect.
+    pub max_auth_attempts: usize,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval towards a silent client (three misses close the connection).
+    pub keepalive: Duration,
+    /// Minimum duration of every authentication rejection (constant-time rejections).
+    pub auth_rejection_time: Duration,
+}
+
+impl SshServerSettings {
+    /// Settings from `[listener.ssh]`: loads (or generates, 0600) the host key and logs its
+    /// fingerprint. `password` is the verifier used when `allow_password` is set.
+    pub fn from_config(
+        config: &SshListenerConfig,
+        password: Option<Arc<dyn SshPasswordVerifier>>,
+    ) -> Result<SshServerSettings, SshError> {
+        let host_key_path = config
+            .host_key
+            .as_deref()
+            .ok_or_else(|| SshError::Config("an ssh listener needs host_key".to_owned()))?;
+        let host_key = load_or_generate_host_key(host_key_path)?;
+        info!(
+            path = %host_key_path.display(),
+            fingerprint = %fingerprint(host_key.public_key()),
+            "SSH host key"
+        );
+        let password = if config.allow_password {
+            Some(password.ok_or_else(|| {
+                SshError::Config(
+                    "allow_password is set but no password verifier was given".to_owned(),
+                )
+            })?)
+        } else {
+            None
+        };
+        Ok(SshServerSettings {
+            host_key,
+            authorized_keys: config.authorized_keys.clone().map(AuthorizedKeys::new),
+            password,
+            mqtt_targets: config.mqtt_targets.clone(),
+            max_channels_per_connection: usize::try_from(config.max_channels_per_connection)
+                .unwrap_or(usize::MAX),
+            auth_timeout: config.auth_timeout,
+            max_auth_attempts: usize::try_from(config.max_auth_attempts).unwrap_or(usize::MAX),
+            idle_timeout: config.idle_timeout,
+            keepalive: config.keepalive,
+            auth_rejection_time: Duration::from_secs(1),
+        })
+    }
+
+    fn russh_config(&self) -> russh::server::Config {
+        let mut methods = Vec::new();
+        if self.authorized_keys.is_some() {
+            methods.push(MethodKind::PublicKey);
+        }
+        if self.password.is_some() {
+            methods.push(MethodKind::Password);
+        }
+        russh::server::Config {
+            server_id: russh::SshId::Standard(
+                format!("SSH-2.0-mqgate_{}", env!("CARGO_PKG_VERSION")).into(),
+            ),
+            methods: MethodSet::from(methods.as_slice()),
+            auth_rejection_time: self.auth_rejection_time,
+            // OpenSSH probes with "none" first; rejecting that probe needs no delay.
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: vec![self.host_key.clone()],
+            max_auth_attempts: self.max_auth_attempts,
+            inactivity_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            keepalive_interval: (!self.keepalive.is_zero()).then_some(self.keepalive),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// Accepts SSH connections on `listener` until `shutdown`, then disconnects them; each
+/// MQTT channel is served by `broker` with the SSH user as `Identity::transport_user`.
+pub async fn serve_ssh(
+    listener: TcpListener,
+    settings: SshServerSettings,
+    broker: BrokerHandle,
+    shutdown: CancellationToken,
+) {
+    let config = Arc::new(settings.russh_config());
+    let shared = Arc::new(Shared {
+        settings,
+        broker,
+        shutdown: shutdown.clone(),
+    });
+    let mut delay = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                delay = Duration::from_millis(5);
+                tokio::spawn(serve_connection(
+                    stream,
+                    peer,
+                    config.clone(),
+                    shared.clone(),
+                ));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "ssh accept failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    debug!("ssh listener stopped");
+}
+
+struct Shared {
+    settings: SshServerSettings,
+    broker: BrokerHandle,
+    shutdown: CancellationToken,
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<russh::server::Config>,
+    shared: Arc<Shared>,
+) {
+    debug!(%peer, "ssh connection accepted");
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let handler = Connection {
+        peer,
+        shared: shared.clone(),
+        user: None,
+        authenticated: authenticated.clone(),
+        channels: Arc::new(AtomicUsize::new(0)),
+        refused_channels: 0,
+    };
+    let auth_deadline = tokio::time::Instant::now() + shared.settings.auth_timeout;
+    // The version exchange happens inside run_stream: bound it by the auth deadline too.
+    let session = match tokio::time::timeout_at(
+        auth_deadline,
+        russh::server::run_stream(config, stream, handler),
+    )
+    .await
+    {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => {
+            warn!(%peer, error = %e, "ssh handshake failed");
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, "ssh client sent no version line in time: closing");
+            return;
+        }
+    };
+    let handle = session.handle();
+    let mut session = std::pin::pin!(session);
+    let reason = tokio::select! {
+        result = &mut session => {
+            match result {
+                Ok(()) => debug!(%peer, "ssh connection closed"),
+                Err(e) => info!(%peer, error = %e, "ssh connection ended"),
+            }
+            return;
+        }
+        _ = tokio::time::sleep_until(auth_deadline), if !authenticated.load(Ordering::Acquire) => {
+            "authentication timeout"
+        }
+        _ = shared.shutdown.cancelled() => "server shutting down",
+    };
+    let reason = if reason == "authentication timeout" && authenticated.load(Ordering::Acquire) {
+        // Authenticated just as the deadline fired: keep serving.
+        match session.await {
+            Ok(()) => debug!(%peer, "ssh connection closed"),
+            Err(e) => info!(%peer, error = %e, "ssh connection ended"),
+        }
+        return;
+    } else {
+        reason
+    };
+    warn!(%peer, reason, "closing ssh connection");
+    let _ = handle
+        .disconnect(Disconnect::ByApplication, reason.to_owned(), String::new())
+        .await;
+    // A client stalled mid-handshake may never read the disconnect: give up on it after a
+    // short grace period (dropping the session closes the socket).
+    let _ = tokio::time::timeout(Duration::from_secs(2), session).await;
+}
+
+/// The russh handler of one SSH connection.
+struct Connection {
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    user: Option<String>,
+    authenticated: Arc<AtomicBool>,
+    channels: Arc<AtomicUsize>,
+    refused_channels: u32,
+}
+
+impl Connection {
+    fn is_mqtt_target(&self, host: &str, port: u32) -> bool {
+        let target = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        self.shared
+            .settings
+            .mqtt_targets
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(&target))
+    }
+
+    fn user(&self) -> &str {
+        self.user.as_deref().unwrap_or("-")
+    }
+
+    /// Refuses a channel open; too many refusals close the connection.
+    async fn refuse(
+        &mut self,
+        reply: ChannelOpenHandle,
+        reason: ChannelOpenFailure,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        reply.reject(reason).await;
+        self.refused_channels += 1;
+        if self.refused_channels > MAX_REFUSED_CHANNELS {
+            warn!(peer = %self.peer, user = %self.user(), refused = self.refused_channels, "too many refused channel opens: closing the ssh connection");
+            session.disconnect(Disconnect::ByApplication, "too many refused channels", "")?;
+        }
+        Ok(())
+    }
+
+    async fn key_allowed(&self, user: &str, key: &PublicKey) -> bool {
+        let Some(keys) = &self.shared.settings.authorized_keys else {
+            return false;
+        };
+        match keys.is_authorized(user, key).await {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                warn!(peer = %self.peer, %user, error = %e, "cannot read authorized keys: refusing the login");
+                false
+            }
+        }
+    }
+}
+
+impl russh::server::Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::reject())
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        key: &PublicKey,
+    ) -> Result<Auth, Self::Error> {
+        if self.key_allowed(user, key).await {
+            Ok(Auth::Accept)
+        } else {
+            info!(peer = %self.peer, %user, key = %fingerprint(key), "ssh public key not authorized for this user");
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_publickey(&mut self, user: &str, key: &PublicKey) -> Result<Auth, Self::Error> {
+        if self.key_allowed(user, key).await {
+            info!(peer = %self.peer, %user, key = %fingerprint(key), "ssh login (public key)");
+            self.user = Some(user.to_owned());
+            Ok(Auth::Accept)
+        } else {
+            warn!(peer = %self.peer, %user, key = %fingerprint(key), "ssh public key login refused");
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let Some(verifier) = self.shared.settings.password.clone() else {
+            warn!(peer = %self.peer, %user, "ssh password login refused: passwords are disabled");
+            return Ok(Auth::reject());
+        };
+        if verifier.verify(user, password, self.peer).await {
+            info!(peer = %self.peer, %user, "ssh login (password)");
+            self.user = Some(user.to_owned());
+            Ok(Auth::Accept)
+        } else {
+            warn!(peer = %self.peer, %user, "ssh password login refused");
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        self.authenticated.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        warn!(peer = %self.peer, user = %self.user(), "refused session channel (shell/exec/subsystem/pty/agent are not offered)");
+        self.refuse(
+            reply,
+            ChannelOpenFailure::AdministrativelyProhibited,
+            session,
+        )
+        .await
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        warn!(peer = %self.peer, user = %self.user(), "refused x11 channel");
+        self.refuse(
+            reply,
+            ChannelOpenFailure::AdministrativelyProhibited,
+            session,
+        )
+        .await
+    }
+
+    async fn channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        warn!(peer = %self.peer, user = %self.user(), target = %format!("{host}:{port}"), "refused forwarded-tcpip channel");
+        self.refuse(
+            reply,
+            ChannelOpenFailure::AdministrativelyProhibited,
+            session,
+        )
+        .await
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        warn!(peer = %self.peer, user = %self.user(), %socket_path, "refused unix-socket forwarding channel");
+        self.refuse(
+            reply,
+            ChannelOpenFailure::AdministrativelyProhibited,
+            session,
+        )
+        .await
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let target = format!("{host}:{port}");
+        let Some(user) = self.user.clone() else {
+            warn!(peer = %self.peer, %target, "refused direct-tcpip channel before authentication");
+            return self
+                .refuse(
+                    reply,
+                    ChannelOpenFailure::AdministrativelyProhibited,
+                    session,
+                )
+                .await;
+        };
+        if !self.is_mqtt_target(host, port) {
+            warn!(peer = %self.peer, %user, %target, "refused direct-tcpip channel: only the MQTT service may be reached");
+            return self
+                .refuse(
+                    reply,
+                    ChannelOpenFailure::AdministrativelyProhibited,
+                    session,
+                )
+                .await;
+        }
+        let limit = self.shared.settings.max_channels_per_connection;
+        if self.channels.load(Ordering::Acquire) >= limit {
+            warn!(peer = %self.peer, %user, limit, "refused direct-tcpip channel: channel limit reached");
+            return self
+                .refuse(reply, ChannelOpenFailure::ResourceShortage, session)
+                .await;
+        }
+        self.channels.fetch_add(1, Ordering::AcqRel);
+        reply.accept().await;
+        info!(peer = %self.peer, %user, %target, originator = %format!("{originator_address}:{originator_port}"), "MQTT channel opened");
+        let identity = Identity {
+            peer: self.peer,
+            transport_user: Some(user),
+        };
+        let broker = self.shared.broker.clone();
+        let channels = self.channels.clone();
+        let peer = self.peer;
+        tokio::spawn(async move {
+            broker
+                .serve_connection(channel.into_stream(), identity)
+                .await;
+            channels.fetch_sub(1, Ordering::AcqRel);
+            debug!(%peer, "MQTT channel closed");
+        });
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        warn!(peer = %self.peer, user = %self.user(), listen = %format!("{address}:{port}"), "refused tcpip-forward (ssh -R)");
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        warn!(peer = %self.peer, user = %self.user(), %socket_path, "refused streamlocal-forward");
+        Ok(false)
+    }
+}
