@@ -1,2 +1,8 @@
-//! mqgate proxy: TLS termination, password authentication, per-topic ACLs and SSH
-//! tunnels. (Not built yet: see issues 5 and 6.)
+//! mqgate proxy: the security layer. Password files (argon2id and mosquitto's formats),
+//! mosquitto-compatible ACLs enforced at PUBLISH, SUBSCRIBE and delivery, an
+//! [`Authorizer`](mqgate_broker_lite::Authorizer) for broker-lite, and TLS termination.
+
+mod error;
+pub mod password;
+
+pub use error::Error;

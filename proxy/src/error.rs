@@ -1,0 +1,67 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the security layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read, written or renamed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of a password file is malformed.
+    #[error("{path}:{line}: {reason}")]
+    PasswordFile {
+        /// The password file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A stored password hash cannot be decoded.
+    #[error("invalid password hash: {0}")]
+    BadHash(&'static str),
+    /// Argon2 parameters are out of range.
+    #[error("invalid argon2 parameters: {0}")]
+    Argon2Params(String),
+    /// Hashing failed (argon2 internal error or no randomness).
+    #[error("hashing failed: {0}")]
+    Hashing(String),
+    /// A line of an ACL file is malformed.
+    #[error("{path}:{line}: {reason}")]
+    AclFile {
+        /// The ACL file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A user name is not acceptable in a password file.
+    #[error("invalid user name: {0}")]
+    BadUserName(&'static str),
+    /// `delete` of a user that is not in the file.
+    #[error("no such user: {0}")]
+    NoSuchUser(String),
+    /// Reading a password from the terminal or stdin failed, or it was empty.
+    #[error("cannot read password: {0}")]
+    PasswordInput(String),
+    /// TLS configuration (certificate, key, CA bundle, CRL) is unusable.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
