@@ -59,7 +59,7 @@ enum End {
     /// The broker is shutting down.
     Shutdown,
     /// The disk write of something to acknowledge failed.
-    Persistence(crate::wal::WalError),
+    Persistence(mqgate_wal::WalError),
 }
 
 impl End {
@@ -726,7 +726,7 @@ fn poll_io<S: AsyncRead + AsyncWrite + Unpin>(
 fn poll_front_ack(
     acks: &mut VecDeque<PendingAck>,
     cx: &mut Context<'_>,
-) -> Poll<Result<(), crate::wal::WalError>> {
+) -> Poll<Result<(), mqgate_wal::WalError>> {
     match acks.front_mut() {
         Some(PendingAck {
             wait: Some(ack), ..

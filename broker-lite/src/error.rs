@@ -17,7 +17,7 @@ pub enum Error {
     Violation(&'static str),
     /// The write-ahead log failed (opening, appending, syncing or compacting).
     #[error("persistence: {0}")]
-    Persistence(#[from] crate::wal::WalError),
+    Persistence(#[from] mqgate_wal::WalError),
     /// A persisted record could not be decoded.
     #[error("persistence: undecodable record: {0}")]
     Record(#[from] postcard::Error),

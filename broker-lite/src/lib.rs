@@ -18,7 +18,6 @@ mod stats;
 mod store;
 mod sys;
 mod trie;
-pub mod wal;
 mod ws;
 
 pub use auth::{AllowAll, AuthFuture, Authorizer, ClientInfo, ConnectRequest, Identity};

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::error::Error;
 use crate::settings::{Durability, PersistenceSettings};
-use crate::wal::{self, Commit, Wal, WalOptions};
+use mqgate_wal::{self as wal, Commit, Wal, WalOptions};
 
 /// A commit to wait for before acknowledging (durability `Sync`).
 pub(crate) type Ack = Commit;

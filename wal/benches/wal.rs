@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mqgate_broker_lite::wal::{Wal, WalOptions};
+use mqgate_wal::{Wal, WalOptions};
 
 /// Payload size of every record (a small QoS 1 publish).
 const RECORD_BYTES: usize = 100;
@@ -51,7 +51,7 @@ async fn run(dir: PathBuf, appenders: usize) -> Result<(), Box<dyn Error>> {
             while Instant::now() < deadline {
                 wal.append(record.clone()).await?;
             }
-            Ok::<(), mqgate_broker_lite::wal::WalError>(())
+            Ok::<(), mqgate_wal::WalError>(())
         });
     }
     while let Some(result) = tasks.join_next().await {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mqgate_broker_lite::wal::{Durability, Wal, WalError, WalOptions, MAX_RECORD_BYTES};
+use mqgate_wal::{Durability, Wal, WalError, WalOptions, MAX_RECORD_BYTES};
 
 fn sync() -> WalOptions {
     WalOptions::default()
