@@ -31,7 +31,7 @@ max_inflight_messages 0
 max_queued_messages 0
 max_connections -1
 CONF
-mosquitto -c "$work/mosquitto.conf" -q & pid[mosquitto]=$!
+mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 & pid[mosquitto]=$!
 
 # mqgate with persistence off (like mosquitto above).
 port[mqgate]=$(free_port)
