@@ -2,7 +2,11 @@
 //! mosquitto-compatible ACLs enforced at PUBLISH, SUBSCRIBE and delivery, an
 //! [`Authorizer`](mqgate_broker_lite::Authorizer) for broker-lite, and TLS termination.
 
+pub mod acl;
 mod error;
 pub mod password;
+mod security;
+pub mod ssh;
 
 pub use error::Error;
+pub use security::Security;

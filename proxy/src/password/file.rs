@@ -79,8 +79,14 @@ impl PasswordFile {
                 continue;
             }
             let mut parts = raw.split(':');
-            let user = parts.next().unwrap_or_default().trim_matches([' ', '\t', '\r']);
-            let hash = parts.next().unwrap_or_default().trim_matches([' ', '\t', '\r']);
+            let user = parts
+                .next()
+                .unwrap_or_default()
+                .trim_matches([' ', '\t', '\r']);
+            let hash = parts
+                .next()
+                .unwrap_or_default()
+                .trim_matches([' ', '\t', '\r']);
             if user.is_empty() {
                 return Err(err("empty user name".into()));
             }

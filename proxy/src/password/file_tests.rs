@@ -29,7 +29,10 @@ fn errors_name_the_line() {
     let e = p(&format!("a:{SIX}\n\na:{SIX}\n")).unwrap_err().to_string();
     assert!(e.starts_with("pw:3:") && e.contains("duplicate"), "{e}");
     let e = p("a:plain\n").unwrap_err().to_string();
-    assert!(e.starts_with("pw:1:") && e.contains("unknown scheme"), "{e}");
+    assert!(
+        e.starts_with("pw:1:") && e.contains("unknown scheme"),
+        "{e}"
+    );
     let e = p("a:\n").unwrap_err().to_string();
     assert!(e.starts_with("pw:1:"), "{e}");
 }

@@ -259,7 +259,13 @@ impl Verifier {
     }
 
     /// Replaces `user`'s entry by an argon2id hash if the file on disk still holds `old`.
-    fn rehash(&self, path: &Path, user: &str, old: &StoredHash, password: &[u8]) -> Result<(), Error> {
+    fn rehash(
+        &self,
+        path: &Path,
+        user: &str,
+        old: &StoredHash,
+        password: &[u8],
+    ) -> Result<(), Error> {
         let inner = &self.inner;
         let _guard = inner.write_lock.lock();
         let mut file = PasswordFile::load(path)?;

@@ -31,17 +31,24 @@ fn write(dir: &Path, text: &str) -> PathBuf {
 async fn good_bad_and_unknown_users() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), &format!("alice:{SEVEN}\nbob:{SIX}\n"));
-    let v = Verifier::load(&path, VerifierSettings {
-        rehash_on_login: false,
-        ..cheap()
-    })
+    let v = Verifier::load(
+        &path,
+        VerifierSettings {
+            rehash_on_login: false,
+            ..cheap()
+        },
+    )
     .unwrap();
     assert!(v.verify("alice", b"secret", ADDR).await);
     assert!(v.verify("bob", b"secret", ADDR).await);
     assert!(!v.verify("alice", b"wrong", ADDR).await);
     let before = v.hashes_run();
     assert!(!v.verify("mallory", b"secret", ADDR).await);
-    assert_eq!(v.hashes_run(), before + 1, "an unknown user still costs a hash");
+    assert_eq!(
+        v.hashes_run(),
+        before + 1,
+        "an unknown user still costs a hash"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -66,17 +73,22 @@ async fn refusals_take_the_minimum_time() {
 async fn cache_skips_hashing_on_reconnect_storm() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), &format!("alice:{SEVEN}\n"));
-    let v = Verifier::load(&path, VerifierSettings {
-        rehash_on_login: false,
-        ..cheap()
-    })
+    let v = Verifier::load(
+        &path,
+        VerifierSettings {
+            rehash_on_login: false,
+            ..cheap()
+        },
+    )
     .unwrap();
     assert!(v.verify("alice", b"secret", ADDR).await);
     let hashed = v.hashes_run();
     let mut tasks = Vec::new();
     for _ in 0..1000 {
         let v = v.clone();
-        tasks.push(tokio::spawn(async move { v.verify("alice", b"secret", ADDR).await }));
+        tasks.push(tokio::spawn(async move {
+            v.verify("alice", b"secret", ADDR).await
+        }));
     }
     for t in tasks {
         assert!(t.await.unwrap());
@@ -91,7 +103,10 @@ async fn cache_skips_hashing_on_reconnect_storm() {
 #[tokio::test]
 async fn mosquitto_file_is_upgraded_on_login() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), &format!("# mosquitto\nalice:{SEVEN}\nbob:{SIX}\n"));
+    let path = write(
+        dir.path(),
+        &format!("# mosquitto\nalice:{SEVEN}\nbob:{SIX}\n"),
+    );
     let v = Verifier::load(&path, cheap()).unwrap();
     assert!(v.verify("alice", b"secret", ADDR).await);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -99,14 +114,20 @@ async fn mosquitto_file_is_upgraded_on_login() {
         let text = std::fs::read_to_string(&path).unwrap();
         if text.contains("alice:$argon2id$v=19$m=64,t=1,p=1$") {
             assert!(text.starts_with("# mosquitto\n"));
-            assert!(text.contains(&format!("bob:{SIX}")), "other entries untouched");
+            assert!(
+                text.contains(&format!("bob:{SIX}")),
+                "other entries untouched"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "file not rewritten: {text}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     use std::os::unix::fs::PermissionsExt as _;
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // The in-memory copy follows, and the same password still works.
     assert_eq!(v.file().get("alice").unwrap().scheme(), "argon2id");
     assert!(v.verify("alice", b"secret", ADDR).await);

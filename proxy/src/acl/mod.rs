@@ -1,0 +1,281 @@
+//! Topic access control in mosquitto's `acl_file` format, evaluated as mosquitto does for
+//! PUBLISH (write) and delivery (read), plus a SUBSCRIBE check mosquitto lacks.
+//!
+//! # Evaluation (mosquitto's rules)
+//! The client's list is its user's `topic` rules (the anonymous list, before any `user`
+//! line, for clients without a user name; nothing for a user absent from the file). In
+//! that list a matching `deny` wins, else a matching rule whose access includes the
+//! action allows. Otherwise the `pattern` rules are tried the same way, with whole-level
+//! `%u`/`%c` substituted (patterns using `%u` are skipped for clients without a user
+//! name). Nothing matched: denied. A `$`-topic is only matched by rules starting with `$`.
+//! Stricter than mosquitto: patterns never apply to a client whose id or user name
+//! contains `+`, `#` (as mosquitto) or `/` (which would reach into another client's
+//! subtree), and writing to `$SYS` is never allowed.
+//!
+//! # SUBSCRIBE (our addition)
+//! For `$share/<group>/<filter>` the inner filter is checked. A filter without wildcards
+//! is granted iff reading that topic is allowed. A wildcard filter is refused if a `deny`
+//! rule of the list that decides covers every topic of the filter, or if no rule granting
+//! read has a topic in common with it; otherwise it is granted, and each delivery is
+//! still checked topic by topic, so a filter broader than the grants (`#`, `+/+`) never
+//! leaks a topic the client may not read.
+
+mod filter;
+mod parse;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use mqgate_protocol::topic::{matches, parse_shared};
+
+use crate::error::Error;
+
+/// What a rule allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Receive messages (delivery, subscribe).
+    Read,
+    /// Publish.
+    Write,
+    /// Both.
+    ReadWrite,
+    /// Nothing: an explicit refusal checked before any allowing rule.
+    Deny,
+}
+
+impl Access {
+    fn allows(self, action: Action) -> bool {
+        matches!(
+            (self, action),
+            (Access::ReadWrite, _) | (Access::Read, Action::Read) | (Access::Write, Action::Write)
+        )
+    }
+}
+
+/// The operation asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Receiving a message on a topic.
+    Read,
+    /// Publishing to a topic.
+    Write,
+}
+
+/// One `topic` or `pattern` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The access granted or denied.
+    pub access: Access,
+    /// The topic filter as written (patterns before substitution).
+    pub topic: String,
+    /// 1-based line number in the file.
+    pub line: usize,
+}
+
+/// Which part of the file a deciding rule came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleSource {
+    /// A `topic` line before any `user` line.
+    Anonymous,
+    /// A `topic` line under `user`.
+    User,
+    /// A `pattern` line.
+    Pattern,
+}
+
+/// An ACL answer and the rule that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<'a> {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// The deciding rule; `None` when nothing matched (denied) or a built-in rule decided.
+    pub rule: Option<(RuleSource, &'a Rule)>,
+    /// Why, in words, for logs and `acl check`.
+    pub reason: &'static str,
+}
+
+/// A parsed ACL file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Acl {
+    anonymous: Vec<Rule>,
+    users: HashMap<String, Vec<Rule>>,
+    patterns: Vec<Rule>,
+}
+
+/// The client an ACL question is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// User name, if any.
+    pub username: Option<&'a str>,
+    /// Client identifier.
+    pub client_id: &'a str,
+}
+
+/// A rule with its topic made concrete for one client.
+struct Effective<'a> {
+    source: RuleSource,
+    rule: &'a Rule,
+    topic: String,
+}
+
+impl Acl {
+    /// Parses mosquitto ACL text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Acl, Error> {
+        parse::parse(text, origin)
+    }
+
+    /// Reads and parses an ACL file.
+    pub fn load(path: &Path) -> Result<Acl, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Acl::parse(&text, path)
+    }
+
+    /// The two lists consulted for `who`, in order: its own `topic` list, then the
+    /// patterns (`None` for the patterns when they may not apply to this client).
+    fn lists<'a>(&'a self, who: Subject<'_>) -> (Vec<Effective<'a>>, Option<Vec<Effective<'a>>>) {
+        let (source, own) = match who.username {
+            Some(u) => (RuleSource::User, self.users.get(u).map(Vec::as_slice)),
+            None => (RuleSource::Anonymous, Some(self.anonymous.as_slice())),
+        };
+        let own = own
+            .unwrap_or_default()
+            .iter()
+            .map(|rule| Effective {
+                source,
+                rule,
+                topic: rule.topic.clone(),
+            })
+            .collect();
+        if self.patterns.is_empty() {
+            return (own, Some(Vec::new()));
+        }
+        let bad = |s: &str| s.contains(['+', '#', '/']);
+        if who.client_id.is_empty() || bad(who.client_id) || who.username.is_some_and(bad) {
+            return (own, None);
+        }
+        let patterns = self
+            .patterns
+            .iter()
+            .filter_map(|rule| {
+                let mut uses_user = false;
+                let topic: Vec<&str> = rule
+                    .topic
+                    .split('/')
+                    .map(|l| match l {
+                        "%c" => who.client_id,
+                        "%u" => {
+                            uses_user = true;
+                            who.username.unwrap_or_default()
+                        }
+                        other => other,
+                    })
+                    .collect();
+                if uses_user && who.username.is_none() {
+                    return None;
+                }
+                Some(Effective {
+                    source: RuleSource::Pattern,
+                    rule,
+                    topic: topic.join("/"),
+                })
+            })
+            .collect();
+        (own, Some(patterns))
+    }
+
+    /// May `who` perform `action` on the topic name `topic`?
+    pub fn check(&self, who: Subject<'_>, topic: &str, action: Action) -> Decision<'_> {
+        if action == Action::Write && is_sys(topic) {
+            return denied("$SYS is never writable");
+        }
+        let (own, patterns) = self.lists(who);
+        if let Some(d) = decide(&own, |f| matches(f, topic), action) {
+            return d;
+        }
+        let Some(patterns) = patterns else {
+            return denied("patterns do not apply: client id or user name contains + # or /");
+        };
+        decide(&patterns, |f| matches(f, topic), action)
+            .unwrap_or_else(|| denied("no rule matches"))
+    }
+
+    /// May `who` subscribe to `filter` (see the module documentation for the rule)?
+    pub fn check_subscribe(&self, who: Subject<'_>, filter: &str) -> Decision<'_> {
+        let inner = parse_shared(filter).map_or(filter, |s| s.filter);
+        if !filter::has_wildcard(inner) {
+            return self.check(who, inner, Action::Read);
+        }
+        let (own, patterns) = self.lists(who);
+        if let Some(d) = decide_filter(&own, inner) {
+            return d;
+        }
+        let Some(patterns) = patterns else {
+            return denied("patterns do not apply: client id or user name contains + # or /");
+        };
+        decide_filter(&patterns, inner)
+            .unwrap_or_else(|| denied("no rule grants reading any topic of this filter"))
+    }
+}
+
+fn is_sys(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
+}
+
+fn denied(reason: &'static str) -> Decision<'static> {
+    Decision {
+        allowed: false,
+        rule: None,
+        reason,
+    }
+}
+
+/// mosquitto's list evaluation: a matching deny first, then a matching allowing rule.
+fn decide<'a>(
+    list: &[Effective<'a>],
+    hit: impl Fn(&str) -> bool,
+    action: Action,
+) -> Option<Decision<'a>> {
+    if let Some(e) = list
+        .iter()
+        .find(|e| e.rule.access == Access::Deny && hit(&e.topic))
+    {
+        return Some(Decision {
+            allowed: false,
+            rule: Some((e.source, e.rule)),
+            reason: "deny rule",
+        });
+    }
+    list.iter()
+        .find(|e| e.rule.access.allows(action) && hit(&e.topic))
+        .map(|e| Decision {
+            allowed: true,
+            rule: Some((e.source, e.rule)),
+            reason: "allowed by rule",
+        })
+}
+
+/// The SUBSCRIBE variant: a deny covering the whole filter refuses; a read grant
+/// sharing a topic with it allows (deliveries are filtered later).
+fn decide_filter<'a>(list: &[Effective<'a>], filter: &str) -> Option<Decision<'a>> {
+    if let Some(e) = list
+        .iter()
+        .find(|e| e.rule.access == Access::Deny && filter::covers(&e.topic, filter))
+    {
+        return Some(Decision {
+            allowed: false,
+            rule: Some((e.source, e.rule)),
+            reason: "deny rule covers the whole filter",
+        });
+    }
+    list.iter()
+        .find(|e| e.rule.access.allows(Action::Read) && filter::intersects(&e.topic, filter))
+        .map(|e| Decision {
+            allowed: true,
+            rule: Some((e.source, e.rule)),
+            reason: "a read rule overlaps the filter; deliveries are checked per topic",
+        })
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
