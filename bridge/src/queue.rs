@@ -1,0 +1,437 @@
+//! The durable, bounded store-and-forward queue of one bridge, built on the WAL.
+//!
+//! * [`DurableQueue::push`] appends an `Enqueued` record and returns the WAL's
+//!   [`Commit`]: the local broker is acknowledged only once it resolves.
+//! * The upstream link reads entries in sequence order ([`DurableQueue::next_after`]) and
+//!   calls [`DurableQueue::remove`] on PUBACK/PUBCOMP, [`DurableQueue::release`] on PUBREC.
+//! * Bounds: `max_bytes` (topic + payload bytes) with the `when_full` policy, and
+//!   `max_age` (checked on push and when an entry is about to be sent). Every drop is
+//!   counted in [`BridgeStats`], logged at DEBUG, and summarised at WARN (at most once a
+//!   second, with the running totals), so no loss is silent and a long outage does not
+//!   flood the log.
+//! * The log is compacted (snapshot of the live entries) once it exceeds
+//!   `COMPACT_MIN_BYTES` and is more than twice the live data.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use mqgate_config::{BridgeQueueConfig, QueueOverflow};
+use mqgate_protocol::QoS;
+use mqgate_wal::{Commit, Wal, WalOptions};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::error::BridgeError;
+use crate::record::{Record, StoredMessage};
+use crate::stats::{BridgeStats, StatsSnapshot};
+
+/// Compaction is not considered below this many bytes of log.
+const COMPACT_MIN_BYTES: u64 = 8 * 1024 * 1024;
+/// Accounting overhead per entry, so that empty messages still count.
+const ENTRY_OVERHEAD: u64 = 32;
+
+/// A message offered to the queue.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Remote topic.
+    pub topic: Arc<str>,
+    /// QoS towards the upstream.
+    pub qos: QoS,
+    /// Retain flag.
+    pub retain: bool,
+    /// Payload.
+    pub payload: Bytes,
+}
+
+/// An entry handed to the upstream link.
+#[derive(Debug, Clone)]
+pub struct QueueEntry {
+    /// The stored message.
+    pub message: StoredMessage,
+    /// QoS 2: PUBREC was received; only PUBREL remains to be sent.
+    pub released: bool,
+    /// It may have been sent before (previous connection or previous process).
+    pub maybe_sent: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    message: StoredMessage,
+    released: bool,
+    maybe_sent: bool,
+}
+
+impl Entry {
+    fn size(&self) -> u64 {
+        size_of(&self.message.topic, &self.message.payload)
+    }
+}
+
+fn size_of(topic: &str, payload: &Bytes) -> u64 {
+    (topic.len() + payload.len()) as u64 + ENTRY_OVERHEAD
+}
+
+#[derive(Debug)]
+struct State {
+    entries: BTreeMap<u64, Entry>,
+    next_seq: u64,
+    bytes: u64,
+    /// A compaction was requested and has not finished yet.
+    compacting: Arc<AtomicBool>,
+    last_drop_warning: Option<Instant>,
+}
+
+/// Why a message left the queue without being delivered.
+#[derive(Debug, Clone, Copy)]
+enum DropReason {
+    Full,
+    Expired,
+    Qos0Refused,
+}
+
+/// The outcome of [`DurableQueue::push`].
+#[derive(Debug)]
+pub enum Pushed {
+    /// Stored; the `Commit` resolves when it is durable.
+    Stored(Commit),
+    /// Dropped by the `when_full` policy (counted and logged).
+    Dropped,
+}
+
+/// The durable queue. Shared (`Arc`) by the local link, the upstream link and the stats task.
+#[derive(Debug)]
+pub struct DurableQueue {
+    name: String,
+    wal: Wal,
+    limits: BridgeQueueConfig,
+    state: Mutex<State>,
+    /// Signalled when an entry is added (wakes the upstream link).
+    added: Notify,
+    /// Signalled when room is made (wakes `push` under backpressure).
+    room: Notify,
+    stats: Arc<BridgeStats>,
+}
+
+impl DurableQueue {
+    /// Opens (or creates) the queue in `dir` and recovers what it held.
+    pub async fn open(
+        name: &str,
+        dir: &Path,
+        options: WalOptions,
+        limits: BridgeQueueConfig,
+        stats: Arc<BridgeStats>,
+    ) -> Result<DurableQueue, BridgeError> {
+        let (wal, records) = Wal::open(dir, options).await?;
+        let mut state = State {
+            entries: BTreeMap::new(),
+            next_seq: 1,
+            bytes: 0,
+            compacting: Arc::default(),
+            last_drop_warning: None,
+        };
+        let mut damaged = 0usize;
+        for bytes in records {
+            match Record::decode(bytes) {
+                Ok(record) => state.apply(record),
+                Err(_) => damaged += 1,
+            }
+        }
+        if damaged > 0 {
+            tracing::error!(
+                bridge = name,
+                damaged,
+                "bridge queue: undecodable records skipped"
+            );
+        }
+        tracing::info!(
+            bridge = name,
+            messages = state.entries.len(),
+            bytes = state.bytes,
+            "bridge queue recovered"
+        );
+        Ok(DurableQueue {
+            name: name.to_owned(),
+            wal,
+            limits,
+            state: Mutex::new(state),
+            added: Notify::new(),
+            room: Notify::new(),
+            stats,
+        })
+    }
+
+    /// Accepts a message, applying `max_age` and the `when_full` policy. Under
+    /// `backpressure` it waits until there is room.
+    pub async fn push(&self, message: NewMessage) -> Result<Pushed, BridgeError> {
+        let size = size_of(&message.topic, &message.payload);
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut state = self.state.lock();
+                self.expire(&mut state, now_ms());
+                if state.bytes + size > self.limits.max_bytes {
+                    match self.limits.when_full {
+                        QueueOverflow::Backpressure if size <= self.limits.max_bytes => {}
+                        QueueOverflow::RefuseQos0 if message.qos == QoS::AtMostOnce => {
+                            self.count_drop(&mut state, DropReason::Qos0Refused, &message.topic, 0);
+                            return Ok(Pushed::Dropped);
+                        }
+                        _ => self.evict_until_room(&mut state, size),
+                    }
+                }
+                if state.bytes + size <= self.limits.max_bytes {
+                    return Ok(Pushed::Stored(self.store(&mut state, message, size)));
+                }
+                if size > self.limits.max_bytes {
+                    self.count_drop(&mut state, DropReason::Full, &message.topic, 0);
+                    return Ok(Pushed::Dropped);
+                }
+            }
+            room.await;
+        }
+    }
+
+    fn store(&self, state: &mut State, message: NewMessage, size: u64) -> Commit {
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let stored = StoredMessage {
+            seq,
+            enqueued_at_ms: now_ms(),
+            qos: message.qos,
+            retain: message.retain,
+            topic: message.topic,
+            payload: message.payload,
+        };
+        let commit = self.wal.append(Record::Enqueued(stored.clone()).encode());
+        state.entries.insert(
+            seq,
+            Entry {
+                message: stored,
+                released: false,
+                maybe_sent: false,
+            },
+        );
+        state.bytes += size;
+        BridgeStats::bump(&self.stats.queued);
+        self.added.notify_one();
+        commit
+    }
+
+    fn evict_until_room(&self, state: &mut State, size: u64) {
+        while state.bytes + size > self.limits.max_bytes {
+            let Some((&seq, entry)) = state.entries.iter().next() else {
+                return;
+            };
+            let topic = entry.message.topic.clone();
+            self.remove_locked(state, seq);
+            self.count_drop(state, DropReason::Full, &topic, seq);
+        }
+    }
+
+    /// Drops entries older than `max_age` from the front.
+    fn expire(&self, state: &mut State, now: u64) {
+        let max_age = u64::try_from(self.limits.max_age.as_millis()).unwrap_or(u64::MAX);
+        while let Some((&seq, entry)) = state.entries.iter().next() {
+            if now.saturating_sub(entry.message.enqueued_at_ms) <= max_age {
+                return;
+            }
+            let topic = entry.message.topic.clone();
+            self.remove_locked(state, seq);
+            self.count_drop(state, DropReason::Expired, &topic, seq);
+        }
+    }
+
+    fn count_drop(&self, state: &mut State, reason: DropReason, topic: &str, seq: u64) {
+        let counter = match reason {
+            DropReason::Full | DropReason::Qos0Refused => &self.stats.dropped_full,
+            DropReason::Expired => &self.stats.dropped_expired,
+        };
+        BridgeStats::bump(counter);
+        tracing::debug!(bridge = %self.name, seq, topic, ?reason, "bridge queue dropped a message");
+        let due = state
+            .last_drop_warning
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        if due {
+            state.last_drop_warning = Some(Instant::now());
+            let s = self.snapshot_locked(state);
+            tracing::warn!(
+                bridge = %self.name,
+                ?reason,
+                topic,
+                dropped_full = s.dropped_full,
+                dropped_expired = s.dropped_expired,
+                queue_messages = s.depth,
+                queue_bytes = s.bytes,
+                max_bytes = self.limits.max_bytes,
+                policy = ?self.limits.when_full,
+                "bridge queue is dropping messages"
+            );
+        }
+    }
+
+    /// The first entry with a sequence number above `after` (all entries if `None`),
+    /// dropping expired ones on the way. Marks it as possibly sent.
+    pub fn next_after(&self, after: Option<u64>) -> Option<QueueEntry> {
+        let mut state = self.state.lock();
+        self.expire(&mut state, now_ms());
+        let start = after.map_or(0, |s| s + 1);
+        let (_, entry) = state.entries.range_mut(start..).next()?;
+        let out = QueueEntry {
+            message: entry.message.clone(),
+            released: entry.released,
+            maybe_sent: entry.maybe_sent,
+        };
+        entry.maybe_sent = true;
+        Some(out)
+    }
+
+    /// Whether `seq` is still queued (not acknowledged, dropped or expired).
+    pub fn contains(&self, seq: u64) -> bool {
+        self.state.lock().entries.contains_key(&seq)
+    }
+
+    /// The upstream acknowledged `seq` (PUBACK, PUBCOMP, or a QoS 0 send): it leaves the queue.
+    pub fn remove(&self, seq: u64) {
+        let mut state = self.state.lock();
+        if self.remove_locked(&mut state, seq) {
+            BridgeStats::bump(&self.stats.forwarded);
+        }
+        self.maybe_compact(&mut state);
+    }
+
+    /// The upstream refused `seq` (MQTT 5 error reason code): it leaves the queue, counted.
+    pub fn refuse(&self, seq: u64) {
+        let mut state = self.state.lock();
+        if self.remove_locked(&mut state, seq) {
+            BridgeStats::bump(&self.stats.dropped_refused);
+        }
+    }
+
+    fn remove_locked(&self, state: &mut State, seq: u64) -> bool {
+        let Some(entry) = state.entries.remove(&seq) else {
+            return false;
+        };
+        state.bytes -= entry.size();
+        // Not awaited: losing it in a crash only means sending the message once more.
+        drop(self.wal.append(Record::Removed(seq).encode()));
+        self.room.notify_waiters();
+        true
+    }
+
+    /// QoS 2: the upstream sent PUBREC for `seq`; from now on only PUBREL is resent.
+    pub fn release(&self, seq: u64) {
+        let mut state = self.state.lock();
+        if let Some(entry) = state.entries.get_mut(&seq) {
+            if !entry.released {
+                entry.released = true;
+                // Not awaited: if lost, the PUBLISH is resent with the same packet id and
+                // the upstream, which holds it in its session, answers PUBREC again.
+                drop(self.wal.append(Record::Released(seq).encode()));
+            }
+        }
+    }
+
+    /// Marks every entry as possibly sent (a connection ended; what follows is a resend).
+    pub fn mark_all_maybe_sent(&self) {
+        for entry in self.state.lock().entries.values_mut() {
+            entry.maybe_sent = true;
+        }
+    }
+
+    fn maybe_compact(&self, state: &mut State) {
+        let log = self.wal.log_bytes();
+        if state.compacting.load(Ordering::Relaxed)
+            || log < COMPACT_MIN_BYTES
+            || log < 2 * state.bytes
+        {
+            return;
+        }
+        let mut snapshot = Vec::with_capacity(state.entries.len() * 2 + 1);
+        snapshot.push(Record::NextSeq(state.next_seq).encode());
+        for entry in state.entries.values() {
+            snapshot.push(Record::Enqueued(entry.message.clone()).encode());
+            if entry.released {
+                snapshot.push(Record::Released(entry.message.seq).encode());
+            }
+        }
+        state.compacting.store(true, Ordering::Relaxed);
+        let done = self.wal.compact(snapshot);
+        let name = self.name.clone();
+        let entries = state.entries.len();
+        let flag = state.compacting.clone();
+        tracing::debug!(bridge = %name, log_bytes = log, entries, "compacting the bridge queue");
+        tokio::spawn(async move {
+            if let Err(error) = done.await {
+                tracing::error!(bridge = %name, %error, "bridge queue compaction failed");
+            }
+            flag.store(false, Ordering::Relaxed);
+        });
+    }
+
+    /// A future resolving when an entry is added.
+    pub fn added(&self) -> tokio::sync::futures::Notified<'_> {
+        self.added.notified()
+    }
+
+    /// The queue's counters and live figures.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.snapshot_locked(&self.state.lock())
+    }
+
+    fn snapshot_locked(&self, state: &State) -> StatsSnapshot {
+        let oldest = state.entries.values().next().map_or(0, |e| {
+            now_ms().saturating_sub(e.message.enqueued_at_ms) / 1000
+        });
+        self.stats
+            .snapshot(state.entries.len() as u64, state.bytes, oldest)
+    }
+
+    /// Flushes and closes the log.
+    pub async fn close(&self) -> Result<(), BridgeError> {
+        self.wal.close().await.map_err(BridgeError::from)
+    }
+}
+
+impl State {
+    fn apply(&mut self, record: Record) {
+        match record {
+            Record::Enqueued(message) => {
+                self.next_seq = self.next_seq.max(message.seq + 1);
+                let entry = Entry {
+                    message,
+                    released: false,
+                    maybe_sent: true,
+                };
+                self.bytes += entry.size();
+                if let Some(old) = self.entries.insert(entry.message.seq, entry) {
+                    self.bytes -= old.size();
+                }
+            }
+            Record::Removed(seq) => {
+                self.next_seq = self.next_seq.max(seq + 1);
+                if let Some(entry) = self.entries.remove(&seq) {
+                    self.bytes -= entry.size();
+                }
+            }
+            Record::Released(seq) => {
+                if let Some(entry) = self.entries.get_mut(&seq) {
+                    entry.released = true;
+                }
+            }
+            Record::NextSeq(seq) => self.next_seq = self.next_seq.max(seq),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,506 @@
+//! The bridge's link to the upstream broker: connect (with failover, backoff and jitter),
+//! subscribe to the `in` rules, drain the durable queue through the inflight window, and
+//! pass inbound messages to the local link.
+//!
+//! Retransmission: MQTT 3.1.1 and 5 forbid resending within a session, so an upstream that
+//! stops acknowledging (nothing acked for `ack_timeout`) or goes silent (keep-alive) is
+//! disconnected; the next session resends everything unacknowledged, oldest first, with
+//! DUP set, QoS 2 messages already PUBREC'd as PUBREL (mosquitto#3275), all with the packet
+//! identifiers derived from their queue sequence numbers.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mqgate_config::BridgeConfig;
+use mqgate_protocol::{
+    Connect, Packet, Properties, PubAck, Publish, QoS, ReasonCode, RetainHandling, Subscribe,
+    SubscribeFilter, SubscriptionOptions,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::{protocol_of, Link};
+use crate::connector::UpstreamConnector;
+use crate::error::BridgeError;
+use crate::local::LocalPublish;
+use crate::mapping::TopicMap;
+use crate::queue::DurableQueue;
+use crate::session::{pkid_for, Inflight, InflightEntry, Keepalive, KeepaliveAction, Stage};
+use crate::stats::BridgeStats;
+
+/// How a session ended without an error.
+enum Ended {
+    Shutdown,
+}
+
+/// Per-session state of the send side.
+struct Sender {
+    inflight: Inflight,
+    cursor: Option<u64>,
+    keepalive: Keepalive,
+    max_qos: QoS,
+}
+
+/// The upstream side of one bridge.
+pub struct UpstreamLink {
+    config: BridgeConfig,
+    map: Arc<TopicMap>,
+    queue: Arc<DurableQueue>,
+    stats: Arc<BridgeStats>,
+    local: mpsc::UnboundedSender<LocalPublish>,
+}
+
+impl UpstreamLink {
+    /// A link for `config`, publishing inbound messages through `local`.
+    pub fn new(
+        config: BridgeConfig,
+        map: Arc<TopicMap>,
+        queue: Arc<DurableQueue>,
+        stats: Arc<BridgeStats>,
+        local: mpsc::UnboundedSender<LocalPublish>,
+    ) -> UpstreamLink {
+        UpstreamLink {
+            config,
+            map,
+            queue,
+            stats,
+            local,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn client_id(&self) -> String {
+        self.config.client_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default();
+            if host.is_empty() {
+                self.config.name.clone()
+            } else {
+                format!("{}.{}", self.config.name, host)
+            }
+        })
+    }
+
+    /// The longest the oldest unacknowledged message may wait before the connection is
+    /// considered stuck and dropped (so that the next one resends it).
+    fn ack_timeout(&self) -> Duration {
+        self.config.keepalive.max(Duration::from_secs(10)) * 2
+    }
+
+    /// Runs until `shutdown`, reconnecting with exponential backoff and jitter.
+    pub async fn run(self, connector: Arc<dyn UpstreamConnector>, shutdown: CancellationToken) {
+        let backoff = self.config.reconnect.clone();
+        let mut delay = backoff.initial;
+        loop {
+            let started = Instant::now();
+            let mut connected = false;
+            let outcome = self.session(&*connector, &shutdown, &mut connected).await;
+            if connected {
+                self.state(false);
+                self.queue.mark_all_maybe_sent();
+            }
+            match outcome {
+                Ok(Ended::Shutdown) => return,
+                Err(BridgeError::Refused { reason }) => {
+                    tracing::error!(bridge = %self.name(), ?reason,
+                        "bridge: the upstream refused the connection; retrying at the slowest pace");
+                    delay = backoff.max;
+                }
+                Err(error) => {
+                    let s = self.queue.snapshot();
+                    tracing::warn!(bridge = %self.name(), %error, queued = s.depth,
+                        "bridge: upstream connection failed or lost");
+                    if connected
+                        && started.elapsed() >= backoff.initial.max(Duration::from_secs(10))
+                    {
+                        delay = backoff.initial;
+                    }
+                }
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let pause = jitter(delay);
+            tracing::info!(bridge = %self.name(), delay_ms = pause.as_millis() as u64, "bridge: reconnecting");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            delay = (delay * 2).min(backoff.max).max(backoff.initial);
+        }
+    }
+
+    /// Publishes the retained connection state `$SYS/broker/connection/<name>/state` locally.
+    fn state(&self, up: bool) {
+        let _ = self.local.send(LocalPublish {
+            topic: format!("$SYS/broker/connection/{}/state", self.name()).into(),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            payload: if up { "1" } else { "0" }.into(),
+            done: None,
+        });
+    }
+
+    fn connect_packet(&self) -> Connect {
+        let protocol = protocol_of(self.config.protocol);
+        let mut properties = Properties::default();
+        if protocol.is_v5() && !self.config.clean_start {
+            // Without it an MQTT 5 session ends at disconnect (expiry 0 is the default).
+            properties.session_expiry_interval = Some(u32::MAX);
+        }
+        Connect {
+            protocol,
+            clean_start: self.config.clean_start,
+            keep_alive: u16::try_from(self.config.keepalive.as_secs()).unwrap_or(u16::MAX),
+            client_id: self.client_id(),
+            will: None,
+            username: self.config.username.clone(),
+            password: self
+                .config
+                .password
+                .as_ref()
+                .map(|p| bytes::Bytes::copy_from_slice(p.expose().as_bytes())),
+            properties,
+        }
+    }
+
+    async fn session(
+        &self,
+        connector: &dyn UpstreamConnector,
+        shutdown: &CancellationToken,
+        connected: &mut bool,
+    ) -> Result<Ended, BridgeError> {
+        let dialled = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
+            dialled = connector.connect() => dialled.map_err(|e| BridgeError::io("connecting upstream", e))?,
+        };
+        let peer = dialled.peer;
+        let connect = self.connect_packet();
+        let v5 = connect.protocol.is_v5();
+        let try_private = self.config.try_private && !v5;
+        let (mut link, connack) = Link::open(
+            dialled.stream,
+            &connect,
+            try_private,
+            Duration::from_secs(10),
+        )
+        .await?;
+        if connack.reason != ReasonCode::Success {
+            tracing::warn!(bridge = %self.name(), %peer, client_id = %connect.client_id,
+                reason = ?connack.reason, "bridge: upstream CONNACK refused");
+            return Err(BridgeError::Refused {
+                reason: connack.reason,
+            });
+        }
+        *connected = true;
+        BridgeStats::bump(&self.stats.connects);
+        let props = &connack.properties;
+        let window = usize::from(self.config.max_inflight)
+            .min(usize::from(props.receive_maximum.unwrap_or(u16::MAX)));
+        let keepalive = props
+            .server_keep_alive
+            .map_or(self.config.keepalive, |s| Duration::from_secs(s.into()));
+        let backlog = self.queue.snapshot();
+        tracing::info!(bridge = %self.name(), %peer, client_id = %connect.client_id,
+            session_present = connack.session_present, window, backlog = backlog.depth,
+            "bridge: connected upstream");
+        self.state(true);
+        let mut sender = Sender {
+            inflight: Inflight::new(window),
+            cursor: None,
+            keepalive: Keepalive::new(keepalive, Instant::now()),
+            max_qos: props
+                .maximum_qos
+                .and_then(QoS::from_u8)
+                .unwrap_or(QoS::ExactlyOnce),
+        };
+        let mut ready = self.subscribe(&link, v5)?;
+        let (acks_tx, mut acks_rx) = mpsc::unbounded_channel::<Packet>();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let ack_timeout = self.ack_timeout();
+        loop {
+            if ready {
+                self.fill(&link, &mut sender)?;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    let _ = link.send(Packet::Disconnect(Default::default()));
+                    link.close(Duration::from_secs(2)).await;
+                    return Ok(Ended::Shutdown);
+                }
+                packet = link.next() => {
+                    let packet = packet?;
+                    sender.keepalive.received(Instant::now());
+                    if let Packet::SubAck(suback) = &packet {
+                        for reason in suback.reasons.iter().filter(|r| r.is_failure()) {
+                            tracing::error!(bridge = %self.name(), ?reason,
+                                "bridge: the upstream refused an in-rule subscription");
+                        }
+                        ready = true;
+                    } else {
+                        self.on_packet(packet, &link, &mut sender, &acks_tx)?;
+                    }
+                }
+                Some(packet) = acks_rx.recv() => {
+                    link.send(packet)?;
+                    sender.keepalive.sent(Instant::now());
+                }
+                _ = self.queue.added(), if ready && sender.inflight.has_room() => {}
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    match sender.keepalive.poll(now) {
+                        KeepaliveAction::Ping => link.send(Packet::PingReq)?,
+                        KeepaliveAction::Dead => {
+                            tracing::warn!(bridge = %self.name(), %peer, keepalive_s = keepalive.as_secs(),
+                                "bridge: upstream silent for 1.5 x keep-alive; dropping the connection");
+                            return Err(BridgeError::Timeout("the upstream (keep-alive)"));
+                        }
+                        KeepaliveAction::Idle => {}
+                    }
+                    if sender.inflight.oldest().is_some_and(|t| now.duration_since(t) > ack_timeout) {
+                        tracing::warn!(bridge = %self.name(), %peer, inflight = sender.inflight.len(),
+                            timeout_s = ack_timeout.as_secs(),
+                            "bridge: upstream does not acknowledge; reconnecting to resend");
+                        return Err(BridgeError::Timeout("an upstream acknowledgement"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subscribes to the `in` rules; returns whether sending may start at once (no
+    /// SUBSCRIBE to wait for).
+    fn subscribe(&self, link: &Link, v5: bool) -> Result<bool, BridgeError> {
+        let filters: Vec<SubscribeFilter> = self
+            .map
+            .remote_subscriptions()
+            .into_iter()
+            .map(|(filter, qos)| SubscribeFilter {
+                filter,
+                options: SubscriptionOptions {
+                    qos,
+                    no_local: v5,
+                    retain_as_published: v5,
+                    retain_handling: RetainHandling::SendAtSubscribe,
+                },
+            })
+            .collect();
+        if filters.is_empty() {
+            return Ok(true);
+        }
+        // The identifier of the sequence number just before the oldest queued message:
+        // not in use by any message that this session may resend.
+        let oldest = self.queue.next_after(None).map_or(0, |e| e.message.seq);
+        link.send(Packet::Subscribe(Subscribe {
+            pkid: pkid_for(oldest.wrapping_sub(1)),
+            filters,
+            properties: Properties::default(),
+        }))?;
+        Ok(false)
+    }
+
+    /// Sends queued messages while the window has room.
+    fn fill(&self, link: &Link, s: &mut Sender) -> Result<(), BridgeError> {
+        while s.inflight.has_room() {
+            let Some(entry) = self.queue.next_after(s.cursor) else {
+                return Ok(());
+            };
+            let message = entry.message;
+            let seq = message.seq;
+            let pkid = pkid_for(seq);
+            if s.inflight.contains(pkid) {
+                // A message 65535 places older still waits for its ack.
+                return Ok(());
+            }
+            s.cursor = Some(seq);
+            if entry.maybe_sent {
+                BridgeStats::bump(&self.stats.retransmitted);
+            }
+            let now = Instant::now();
+            let qos = message.qos.min(s.max_qos);
+            if qos != QoS::AtMostOnce && entry.released {
+                link.send(Packet::PubRel(PubAck::new(pkid)))?;
+                s.inflight.insert(
+                    pkid,
+                    InflightEntry {
+                        seq,
+                        stage: Stage::PubComp,
+                        sent_at: now,
+                    },
+                );
+                continue;
+            }
+            link.send(Packet::Publish(Publish {
+                dup: entry.maybe_sent && qos != QoS::AtMostOnce,
+                qos,
+                retain: message.retain,
+                topic: message.topic,
+                pkid: if qos == QoS::AtMostOnce { 0 } else { pkid },
+                payload: message.payload,
+                properties: Properties::default(),
+            }))?;
+            s.keepalive.sent(now);
+            match qos {
+                QoS::AtMostOnce => self.queue.remove(seq),
+                QoS::AtLeastOnce => s.inflight.insert(
+                    pkid,
+                    InflightEntry {
+                        seq,
+                        stage: Stage::PubAck,
+                        sent_at: now,
+                    },
+                ),
+                QoS::ExactlyOnce => s.inflight.insert(
+                    pkid,
+                    InflightEntry {
+                        seq,
+                        stage: Stage::PubRec,
+                        sent_at: now,
+                    },
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    fn on_packet(
+        &self,
+        packet: Packet,
+        link: &Link,
+        s: &mut Sender,
+        acks: &mpsc::UnboundedSender<Packet>,
+    ) -> Result<(), BridgeError> {
+        match packet {
+            Packet::PubAck(ack) => {
+                let entry = s.inflight.take(ack.pkid, Stage::PubAck).or_else(|| {
+                    // Brokers that downgrade QoS 2 to 1 (RabbitMQ) answer PUBACK.
+                    s.inflight.take(ack.pkid, Stage::PubRec)
+                });
+                if let Some(entry) = entry {
+                    self.settle(entry.seq, ack.reason);
+                }
+            }
+            Packet::PubRec(ack) => {
+                if let Some(entry) = s.inflight.take(ack.pkid, Stage::PubRec) {
+                    if ack.reason.is_failure() {
+                        self.settle(entry.seq, ack.reason);
+                    } else {
+                        self.queue.release(entry.seq);
+                        link.send(Packet::PubRel(PubAck::new(ack.pkid)))?;
+                        s.inflight.insert(
+                            ack.pkid,
+                            InflightEntry {
+                                stage: Stage::PubComp,
+                                sent_at: Instant::now(),
+                                ..entry
+                            },
+                        );
+                    }
+                }
+            }
+            Packet::PubComp(ack) => {
+                if let Some(entry) = s.inflight.take(ack.pkid, Stage::PubComp) {
+                    // PacketIdentifierNotFound after a lost session still means done.
+                    self.queue.remove(entry.seq);
+                }
+            }
+            Packet::Publish(publish) => self.inbound(publish, acks)?,
+            Packet::PubRel(ack) => link.send(Packet::PubComp(PubAck::new(ack.pkid)))?,
+            Packet::PingResp => {}
+            Packet::Disconnect(d) => {
+                tracing::warn!(bridge = %self.name(), reason = ?d.reason,
+                    reason_string = ?d.properties.reason_string, "bridge: upstream disconnected us");
+                return Err(BridgeError::Closed);
+            }
+            other => return Err(BridgeError::Unexpected(other.packet_type())),
+        }
+        Ok(())
+    }
+
+    fn settle(&self, seq: u64, reason: ReasonCode) {
+        if reason.is_failure() {
+            tracing::warn!(bridge = %self.name(), seq, ?reason,
+                "bridge: the upstream refused a message; dropped (counted)");
+            self.queue.refuse(seq);
+        } else {
+            self.queue.remove(seq);
+        }
+    }
+
+    /// A message from the upstream: publish it locally, ack upstream once the local broker did.
+    fn inbound(
+        &self,
+        publish: Publish,
+        acks: &mpsc::UnboundedSender<Packet>,
+    ) -> Result<(), BridgeError> {
+        let ack = match publish.qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(publish.pkid))),
+            QoS::ExactlyOnce => Some(Packet::PubRec(PubAck::new(publish.pkid))),
+        };
+        let Some((topic, cap)) = self.map.incoming(&publish.topic) else {
+            tracing::debug!(bridge = %self.name(), topic = %publish.topic, "bridge: upstream message matches no in rule");
+            if let Some(ack) = ack {
+                let _ = acks.send(ack);
+            }
+            return Ok(());
+        };
+        BridgeStats::bump(&self.stats.received);
+        let (done, waited) = match ack {
+            Some(ack) => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some((rx, ack)))
+            }
+            None => (None, None),
+        };
+        self.local
+            .send(LocalPublish {
+                topic: topic.into(),
+                qos: publish.qos.min(cap),
+                retain: publish.retain,
+                payload: publish.payload,
+                done,
+            })
+            .map_err(|_| BridgeError::Closed)?;
+        if let Some((rx, ack)) = waited {
+            let acks = acks.clone();
+            tokio::spawn(async move {
+                if rx.await.is_ok() {
+                    let _ = acks.send(ack);
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `delay` scaled by a random factor in [0.5, 1.0) ("equal jitter"), so that many gateways
+/// cut off together do not reconnect in lockstep.
+fn jitter(delay: Duration) -> Duration {
+    let random = RandomState::new().hash_one(Instant::now());
+    let fraction = 0.5 + (random % 1000) as f64 / 2000.0;
+    delay.mul_f64(fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_full_delay() {
+        for _ in 0..100 {
+            let d = jitter(Duration::from_secs(10));
+            assert!(
+                d >= Duration::from_secs(5) && d < Duration::from_secs(10),
+                "{d:?}"
+            );
+        }
+    }
+}
