@@ -69,9 +69,10 @@ impl Broker {
         let connections = Arc::new(Semaphore::new(settings.max_connections));
         let sys_interval = settings.sys_interval;
         let core = Arc::new(Core::new(settings, authorizer, store, model));
+        core.start_timers();
         let inner = Arc::new(Inner {
+            shutdown: core.shutdown.clone(),
             core,
-            shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             connections,
         });
@@ -95,8 +96,8 @@ impl Broker {
         &self.inner.core.stats
     }
 
-    /// Stops accepting connections, disconnects every client (without publishing wills:
-    /// persistent sessions resume after the restart), waits for the connection tasks, then
+    /// Stops accepting connections, disconnects every client (MQTT 5: DISCONNECT 0x8B;
+    /// without publishing wills: persistent sessions resume after the restart), waits for the connection tasks, then
     /// compacts and closes the persistent store.
     pub async fn shutdown(self) {
         info!("broker shutting down");

@@ -8,25 +8,28 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use mqgate_protocol::codec::{decode_packet, encode_packet};
+use mqgate_protocol::codec::{decode_packet, encode_packet, encoded_len};
 use mqgate_protocol::{
-    ConnAck, Connect, Packet, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, SubAck, Subscribe,
-    UnsubAck, Unsubscribe,
+    ConnAck, Connect, Disconnect, Packet, PacketType, Properties, ProtocolVersion, PubAck, Publish,
+    QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
+use crate::alias::{AliasError, InboundAliases, OutAlias, OutboundAliases};
 use crate::auth::{ClientInfo, ConnectRequest, Identity};
-use crate::core::{Core, RouteOutcome, Session};
-use crate::message::Message;
-use crate::session::Transmit;
+use crate::core::{Core, PendingWill, RouteOutcome, Session};
+use crate::message::{now_ms, Message};
+use crate::router::SubOpts;
+use crate::session::{Limits, Transmit};
 use crate::stats::Stats;
 use crate::store::Ack;
 
@@ -38,24 +41,30 @@ const READ_PAUSE_WRITE_BYTES: usize = 256 * 1024;
 const MAX_PENDING_ACKS: usize = 4096;
 /// Read buffer reserve before each read.
 const READ_CHUNK: usize = 16 * 1024;
+/// How long the final DISCONNECT (and what is buffered before it) may take to write.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a connection ended.
 #[derive(Debug)]
 enum End {
-    /// The client sent DISCONNECT.
-    Disconnect,
+    /// The client sent DISCONNECT (MQTT 5: with reason 0x04, the will is published).
+    Disconnect {
+        /// Publish the will anyway.
+        will: bool,
+    },
     /// The peer closed the socket.
     Eof,
     /// Socket error.
     Io(io::Error),
     /// Malformed packet.
     Protocol(mqgate_protocol::Error),
-    /// A protocol flow rule was broken.
-    Violation(&'static str),
+    /// A protocol rule was broken: the MQTT 5 reason code and the rule.
+    Violation(ReasonCode, &'static str),
     /// Nothing received within 1.5 × keepalive.
     KeepAlive,
-    /// Another connection took the session over, or a limit disconnected the client.
-    Kicked,
+    /// Another connection took the session over, or a limit disconnected the client
+    /// (with this MQTT 5 reason code).
+    Kicked(ReasonCode),
     /// The broker is shutting down.
     Shutdown,
     /// The disk write of something to acknowledge failed.
@@ -66,7 +75,36 @@ impl End {
     /// MQTT 3.1.1 §3.1.2.5: the will is published unless the client disconnected cleanly
     /// (and, for mqgate, unless the broker itself is stopping).
     fn publishes_will(&self) -> bool {
-        !matches!(self, End::Disconnect | End::Shutdown)
+        !matches!(self, End::Disconnect { will: false } | End::Shutdown)
+    }
+
+    /// The reason code of the DISCONNECT the broker sends an MQTT 5 client, if any.
+    fn disconnect_reason(&self) -> Option<ReasonCode> {
+        match self {
+            End::Disconnect { .. } | End::Eof | End::Io(_) => None,
+            End::Protocol(e) => Some(e.reason_code()),
+            End::Violation(code, _) => Some(*code),
+            End::KeepAlive => Some(ReasonCode::KeepAliveTimeout),
+            End::Kicked(code) => Some(*code),
+            End::Shutdown => Some(ReasonCode::ServerShuttingDown),
+            End::Persistence(_) => Some(ReasonCode::UnspecifiedError),
+        }
+    }
+
+    /// The reason string sent with that DISCONNECT (to clients that want problem details).
+    fn reason_text(&self) -> Option<String> {
+        match self {
+            End::Protocol(e) => Some(e.to_string()),
+            End::Violation(_, rule) => Some((*rule).to_owned()),
+            End::KeepAlive => Some("nothing received within 1.5 x keep alive".to_owned()),
+            End::Kicked(ReasonCode::SessionTakenOver) => {
+                Some("another connection took the session over".to_owned())
+            }
+            End::Kicked(_) => Some("the subscriber's queue is full".to_owned()),
+            End::Shutdown => Some("the broker is shutting down".to_owned()),
+            End::Persistence(_) => Some("persistence failed".to_owned()),
+            End::Disconnect { .. } | End::Eof | End::Io(_) => None,
+        }
     }
 }
 
@@ -74,6 +112,8 @@ impl End {
 struct PendingAck {
     wait: Option<Ack>,
     packet: Packet,
+    /// Sending it ends an inbound QoS 1/2 flow (counts against the receive maximum).
+    releases: bool,
 }
 
 /// Runs one connection to its end (see the module comment).
@@ -96,6 +136,7 @@ pub(crate) async fn serve<S>(
             version: ProtocolVersion::V3_1_1,
             peer: identity.peer,
             need_flush: false,
+            v5: V5State::default(),
         };
         conn.run(identity).await;
     }
@@ -112,12 +153,66 @@ struct Conn<S> {
     version: ProtocolVersion,
     peer: SocketAddr,
     need_flush: bool,
+    v5: V5State,
+}
+
+/// What an MQTT 5 CONNECT negotiated for this connection (defaults for 3.x).
+#[derive(Default)]
+struct V5State {
+    /// Send reason strings (Request Problem Information, default 1).
+    problem_info: bool,
+    /// The client's Maximum Packet Size.
+    max_packet: Option<usize>,
+    /// The client's Receive Maximum.
+    receive_maximum: Option<u16>,
+    /// Topic aliases the client defines.
+    aliases_in: InboundAliases,
+    /// Topic aliases the broker defines.
+    aliases_out: OutboundAliases,
+    /// The session expiry interval in force (3.x: 0 or `u32::MAX`).
+    expiry: u32,
+    /// CONNECT had a session expiry of 0 (DISCONNECT may not raise it).
+    expiry_was_zero: bool,
+    /// Inbound QoS 1/2 PUBLISHes not completely acknowledged yet.
+    inflight_in: usize,
+    /// Deliveries dropped for the client's maximum packet size (log rate limiting).
+    oversize: u64,
 }
 
 enum IoEvent {
     Read(usize),
     Wrote(usize),
     Flushed,
+}
+
+/// The session a connection is attached to, and how.
+struct Attached {
+    session: Arc<Session>,
+    client: Arc<ClientInfo>,
+    owner: tokio::sync::OwnedMutexGuard<()>,
+    kick: CancellationToken,
+    /// This connection's number in `session.attach_seq`.
+    seq: u64,
+    /// Keep alive in force (the client's, or the Server Keep Alive).
+    keep_alive: u16,
+}
+
+/// True if `buf` starts with a CONNECT of protocol level 5 (to answer a malformed one
+/// with an MQTT 5 CONNACK).
+fn is_v5_connect(buf: &[u8]) -> bool {
+    if buf.first().map(|b| b >> 4) != Some(1) {
+        return false;
+    }
+    let len_bytes = buf
+        .iter()
+        .skip(1)
+        .take(4)
+        .position(|b| b & 0x80 == 0)
+        .map(|p| p + 1);
+    let Some(n) = len_bytes else {
+        return false;
+    };
+    buf.get(1 + n..1 + n + 7) == Some(&[0, 4, b'M', b'Q', b'T', b'T', 5][..])
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
@@ -130,48 +225,68 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 return;
             }
         };
-        let Some((session, client, owner, kick)) = self.accept(connect.clone(), &identity).await
-        else {
+        let Some(att) = self.accept(connect.clone(), &identity).await else {
             let _ = self.flush_all().await;
             return;
         };
         Stats::add(&self.core.stats.clients_connected, 1);
-        let end = self.serve_session(&session, &client, &connect, &kick).await;
+        let end = self.serve_session(&att).await;
         self.core.stats.sub_connected();
         self.log_end(&end);
-        if end.publishes_will() {
-            if let Some(will) = &connect.will {
-                if self.core.authorizer.authorize_publish(
-                    &client,
-                    &will.topic,
-                    will.qos,
-                    will.retain,
-                ) {
-                    info!(topic = %will.topic, "publishing will");
-                    let msg = Arc::new(Message {
-                        id: self.core.message_id(),
-                        topic: will.topic.clone(),
-                        payload: will.payload.clone(),
-                        qos: will.qos,
-                        retain: will.retain,
-                        properties: will.properties.clone(),
-                    });
-                    self.core.publish(msg, &mut RouteOutcome::default());
-                } else {
-                    warn!(topic = %will.topic, "will not published: not authorized");
-                }
+        if self.version.is_v5() {
+            if let Some(reason) = end.disconnect_reason() {
+                let properties = Properties {
+                    reason_string: end.reason_text().filter(|_| self.v5.problem_info),
+                    ..Properties::default()
+                };
+                self.send(&Packet::Disconnect(Disconnect { reason, properties }));
+                let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.flush_all()).await;
             }
         }
-        self.core.close_session(&session);
-        drop(owner);
-        if matches!(end, End::Disconnect | End::Shutdown | End::Kicked) {
+        let will = if end.publishes_will() {
+            self.will(&connect, &att.client, att.session.uid)
+        } else {
+            None
+        };
+        self.core
+            .close_session(&att.session, att.seq, self.v5.expiry, will);
+        drop(att.owner);
+        if matches!(end, End::Disconnect { .. } | End::Shutdown | End::Kicked(_)) {
             let _ = self.stream.shutdown().await;
         }
     }
 
+    /// The will of `connect`, if it has one and it may be published.
+    fn will(&self, connect: &Connect, client: &ClientInfo, origin: u64) -> Option<PendingWill> {
+        let will = connect.will.as_ref()?;
+        if !self
+            .core
+            .authorizer
+            .authorize_publish(client, &will.topic, will.qos, will.retain)
+        {
+            warn!(topic = %will.topic, "will not published: not authorized");
+            return None;
+        }
+        let mut properties = will.properties.clone();
+        let delay = properties.will_delay_interval.take().unwrap_or(0);
+        let expiry = properties.message_expiry_interval.take();
+        let msg = Arc::new(Message {
+            id: self.core.message_id(),
+            topic: will.topic.clone(),
+            payload: will.payload.clone(),
+            qos: will.qos,
+            retain: will.retain,
+            properties,
+            origin,
+            expires_at: expiry.map(|s| now_ms() + u64::from(delay) * 1000 + u64::from(s) * 1000),
+        });
+        Some(PendingWill { msg, delay })
+    }
+
     fn log_end(&self, end: &End) {
         match end {
-            End::Disconnect => info!("client disconnected"),
+            End::Disconnect { will: false } => info!("client disconnected"),
+            End::Disconnect { will: true } => info!("client disconnected with its will"),
             End::Eof => info!("connection closed by peer"),
             End::Io(e) => info!(error = %e, "connection lost"),
             End::Protocol(mqgate_protocol::Error::PacketTooLarge { size, max }) => warn!(
@@ -179,12 +294,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 size, max, "disconnecting client: packet exceeds the maximum packet size"
             ),
             End::Protocol(e) => warn!(rule = %e, "disconnecting client: malformed packet"),
-            End::Violation(rule) => warn!(rule, "disconnecting client: protocol violation"),
+            End::Violation(code, rule) => {
+                warn!(rule, reason = ?code, "disconnecting client: protocol violation")
+            }
             End::KeepAlive => warn!(
                 rule = "keepalive: nothing received within 1.5 x keep alive",
                 "disconnecting client"
             ),
-            End::Kicked => info!("disconnected: session taken over or client too slow"),
+            End::Kicked(ReasonCode::SessionTakenOver) => {
+                info!("disconnected: session taken over")
+            }
+            End::Kicked(code) => info!(reason = ?code, "disconnected by a limit"),
             End::Shutdown => info!("disconnected: broker shutting down"),
             End::Persistence(e) => warn!(error = %e, "disconnecting client: persistence failed"),
         }
@@ -200,6 +320,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 Ok(Some(Packet::Connect(c))) => return Ok(Some(c)),
                 Ok(Some(_)) => {
                     return Err(End::Violation(
+                        ReasonCode::ProtocolError,
                         "the first packet must be CONNECT [MQTT-3.1.0-1]",
                     ))
                 }
@@ -209,6 +330,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                         warn!(rule = %e, "refusing CONNECT: unsupported protocol version");
                         self.send_connack(false, ReasonCode::UnsupportedProtocolVersion);
                         let _ = self.flush_all().await;
+                        return Ok(None);
+                    }
+                    if is_v5_connect(&self.rbuf) {
+                        let code = e.reason_code();
+                        let code = if code.allowed_in(PacketType::ConnAck) {
+                            code
+                        } else {
+                            ReasonCode::MalformedPacket
+                        };
+                        warn!(rule = %e, reason = ?code, "refusing a bad MQTT 5 CONNECT");
+                        self.version = ProtocolVersion::V5;
+                        self.send_connack(false, code);
+                        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.flush_all()).await;
                         return Ok(None);
                     }
                     return Err(End::Protocol(e));
@@ -240,9 +374,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         }));
     }
 
+    /// Properties holding `text` as reason string, if the client wants problem details.
+    fn reason(&self, text: &str) -> Properties {
+        Properties {
+            reason_string: (self.version.is_v5() && self.v5.problem_info).then(|| text.to_owned()),
+            ..Properties::default()
+        }
+    }
+
+    /// Encodes `packet` into the write buffer. A packet larger than the MQTT 5 client's
+    /// maximum packet size loses its properties (reason string, user properties) if that
+    /// makes it fit, else it is not sent (counted and logged).
     fn send(&mut self, packet: &Packet) {
+        if let Some(max) = self.v5.max_packet {
+            if encoded_len(packet, self.version) > max {
+                let mut slim = packet.clone();
+                if let Some(props) = properties_mut(&mut slim) {
+                    *props = Properties::default();
+                }
+                if encoded_len(&slim, self.version) > max {
+                    self.count_oversize(packet.packet_type(), encoded_len(packet, self.version));
+                    return;
+                }
+                return self.encode(&slim);
+            }
+        }
+        self.encode(packet);
+    }
+
+    fn encode(&mut self, packet: &Packet) {
         if let Err(e) = encode_packet(packet, self.version, &mut self.wbuf) {
             warn!(error = %e, packet = ?packet.packet_type(), "cannot encode an outgoing packet");
+        }
+    }
+
+    fn count_oversize(&mut self, packet: PacketType, size: usize) {
+        Stats::add(&self.core.stats.packets_too_large, 1);
+        self.v5.oversize += 1;
+        if self.v5.oversize.is_power_of_two() {
+            warn!(
+                packet = ?packet,
+                size,
+                max = self.v5.max_packet,
+                limit = "client maximum packet size",
+                dropped_total = self.v5.oversize,
+                "packet not sent: larger than the client accepts"
+            );
         }
     }
 
@@ -254,28 +431,75 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         self.stream.flush().await
     }
 
+    /// Reads the MQTT 5 CONNECT properties into the connection state; a refusal is the
+    /// CONNACK reason code.
+    fn negotiate_v5(&mut self, connect: &Connect) -> Result<(), (ReasonCode, &'static str)> {
+        let p = &connect.properties;
+        self.v5.problem_info = p.request_problem_information != Some(0);
+        if p.authentication_method.is_some() {
+            return Err((
+                ReasonCode::BadAuthenticationMethod,
+                "enhanced authentication is not supported",
+            ));
+        }
+        self.v5.max_packet = p.maximum_packet_size.map(|m| m as usize);
+        self.v5.receive_maximum = p.receive_maximum;
+        self.v5.aliases_in = InboundAliases::new(self.core.settings.topic_alias_maximum);
+        self.v5.aliases_out = OutboundAliases::new(p.topic_alias_maximum.unwrap_or(0));
+        self.v5.expiry = p.session_expiry_interval.unwrap_or(0);
+        self.v5.expiry_was_zero = self.v5.expiry == 0;
+        Ok(())
+    }
+
+    /// The CONNACK properties of an accepted MQTT 5 connection.
+    fn connack_properties(
+        &self,
+        connect: &Connect,
+        assigned: Option<String>,
+        server_keep_alive: Option<u16>,
+    ) -> Properties {
+        let s = &self.core.settings;
+        let wants_response = connect.properties.request_response_information == Some(1);
+        Properties {
+            receive_maximum: (s.receive_maximum != u16::MAX).then_some(s.receive_maximum),
+            topic_alias_maximum: (s.topic_alias_maximum > 0).then_some(s.topic_alias_maximum),
+            maximum_packet_size: u32::try_from(s.max_packet_size).ok(),
+            retain_available: (!s.retain_available).then_some(0),
+            assigned_client_identifier: assigned,
+            server_keep_alive,
+            response_information: s.response_information.clone().filter(|_| wants_response),
+            ..Properties::default()
+        }
+    }
+
     /// Validates CONNECT, authenticates, attaches the session and sends CONNACK.
-    async fn accept(
-        &mut self,
-        mut connect: Connect,
-        identity: &Identity,
-    ) -> Option<(
-        Arc<Session>,
-        Arc<ClientInfo>,
-        tokio::sync::OwnedMutexGuard<()>,
-        CancellationToken,
-    )> {
+    async fn accept(&mut self, mut connect: Connect, identity: &Identity) -> Option<Attached> {
         self.version = connect.protocol;
-        if connect.protocol == ProtocolVersion::V5 {
-            warn!(
-                rule = "MQTT 5 is not supported yet",
-                "refusing CONNECT with CONNACK 0x84"
-            );
-            self.send_connack(false, ReasonCode::UnsupportedProtocolVersion);
-            return None;
+        let v5 = connect.protocol.is_v5();
+        let mut keep_alive = connect.keep_alive;
+        let mut server_keep_alive = None;
+        let mut assigned = None;
+        if v5 {
+            if let Err((code, rule)) = self.negotiate_v5(&connect) {
+                warn!(rule, reason = ?code, "refusing CONNECT");
+                let properties = self.reason(rule);
+                self.send(&Packet::ConnAck(ConnAck {
+                    session_present: false,
+                    reason: code,
+                    properties,
+                }));
+                return None;
+            }
+            let max = self.core.settings.max_keep_alive;
+            if keep_alive > max || (keep_alive == 0 && max < u16::MAX) {
+                keep_alive = max;
+                server_keep_alive = Some(max);
+            }
+        } else {
+            self.v5.expiry = if connect.clean_start { 0 } else { u32::MAX };
         }
         if connect.client_id.is_empty() {
-            if !connect.clean_start || connect.protocol == ProtocolVersion::V3_1 {
+            if !v5 && (!connect.clean_start || connect.protocol == ProtocolVersion::V3_1) {
                 warn!(
                     rule = "empty client id requires clean session [MQTT-3.1.3-8]",
                     "refusing CONNECT with return code 0x02"
@@ -284,6 +508,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 return None;
             }
             connect.client_id = self.core.assign_client_id();
+            if v5 {
+                assigned = Some(connect.client_id.clone());
+            }
         }
         Span::current().record("client_id", connect.client_id.as_str());
         let request = ConnectRequest {
@@ -300,6 +527,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                     | ReasonCode::NotAuthorized
                     | ReasonCode::ServerUnavailable
                     | ReasonCode::ClientIdentifierNotValid => code,
+                    c if v5 && c.is_failure() && c.allowed_in(PacketType::ConnAck) => c,
                     _ => ReasonCode::NotAuthorized,
                 };
                 warn!(reason = ?code, "refusing CONNECT: authentication failed");
@@ -312,14 +540,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             username,
             peer: self.peer,
         });
-        let opened =
-            self.core
-                .open_session(&connect.client_id, connect.clean_start, client.clone());
+        let opened = self.core.open_session(
+            &connect.client_id,
+            connect.clean_start,
+            self.v5.expiry,
+            client.clone(),
+        );
         if let Some(old) = &opened.replaced {
-            old.kick.lock().cancel();
+            old.kick_with(ReasonCode::SessionTakenOver);
         }
         let session = opened.session;
         let kick = CancellationToken::new();
+        session
+            .kick_reason
+            .store(ReasonCode::SessionTakenOver.value(), Ordering::Relaxed);
+        let seq = session.attach_seq.fetch_add(1, Ordering::AcqRel) + 1;
         let previous = std::mem::replace(&mut *session.kick.lock(), kick.clone());
         previous.cancel();
         let owner = tokio::select! {
@@ -333,26 +568,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 return None;
             }
         }
-        let resend = {
-            let mut slot = session.slot.lock();
-            slot.state.set_online(true);
-            slot.state.resume()
+        let resend = self.core.attach(&session);
+        let properties = if v5 {
+            self.connack_properties(&connect, assigned, server_keep_alive)
+        } else {
+            Properties::default()
         };
-        self.send_connack(opened.present, ReasonCode::Success);
+        self.send(&Packet::ConnAck(ConnAck {
+            session_present: opened.present,
+            reason: ReasonCode::Success,
+            properties,
+        }));
+        let now = now_ms();
         for t in resend {
-            self.encode_transmit(&session, t);
+            self.encode_transmit(&session, t, now);
         }
         info!(
             protocol = connect.protocol.level(),
-            clean_session = connect.clean_start,
-            keep_alive = connect.keep_alive,
+            clean_start = connect.clean_start,
+            keep_alive,
+            session_expiry = self.v5.expiry,
             session_present = opened.present,
             "client connected"
         );
-        Some((session, client, owner, kick))
+        Some(Attached {
+            session,
+            client,
+            owner,
+            kick,
+            seq,
+            keep_alive,
+        })
     }
 
-    fn encode_transmit(&mut self, session: &Session, t: Transmit) {
+    fn encode_transmit(&mut self, session: &Session, t: Transmit, now: u64) {
         match t {
             Transmit::Publish {
                 pkid,
@@ -362,64 +611,112 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 if delivery.qos == QoS::ExactlyOnce && !dup {
                     self.core.note_sent_qos2(session, delivery.seq, pkid);
                 }
-                let packet = Packet::Publish(Publish {
+                let msg = &delivery.msg;
+                if !self.version.is_v5() {
+                    self.encode(&Packet::Publish(Publish {
+                        dup,
+                        qos: delivery.qos,
+                        retain: delivery.retain,
+                        topic: msg.topic.clone(),
+                        pkid,
+                        payload: msg.payload.clone(),
+                        properties: Properties::default(),
+                    }));
+                    Stats::add(&self.core.stats.messages_sent, 1);
+                    return;
+                }
+                let mut properties = if msg.properties.is_empty() {
+                    Properties::default()
+                } else {
+                    msg.properties.clone()
+                };
+                properties.message_expiry_interval = msg.remaining_secs(now);
+                properties.subscription_identifiers = delivery.sub_ids.to_vec();
+                let mut packet = Publish {
                     dup,
                     qos: delivery.qos,
                     retain: delivery.retain,
-                    topic: delivery.msg.topic.clone(),
+                    topic: msg.topic.clone(),
                     pkid,
-                    payload: delivery.msg.payload.clone(),
-                    properties: Default::default(),
-                });
-                self.send(&packet);
+                    payload: msg.payload.clone(),
+                    properties,
+                };
+                let alias = self.v5.aliases_out.lookup(&msg.topic);
+                match alias {
+                    OutAlias::None => {}
+                    OutAlias::Define(a) => packet.properties.topic_alias = Some(a),
+                    OutAlias::Use(a) => {
+                        packet.properties.topic_alias = Some(a);
+                        packet.topic = Arc::from("");
+                    }
+                }
+                let packet = Packet::Publish(packet);
+                if let Some(max) = self.v5.max_packet {
+                    let size = encoded_len(&packet, self.version);
+                    if size > max {
+                        if matches!(alias, OutAlias::Define(_)) {
+                            self.v5.aliases_out.undefine(&msg.topic);
+                        }
+                        self.count_oversize(PacketType::Publish, size);
+                        // Dropped as if delivered (MQTT 5 §3.1.2.11.4).
+                        if delivery.qos != QoS::AtMostOnce {
+                            let done = session.slot.lock().state.drop_inflight(pkid);
+                            if let Some(d) = done {
+                                self.core.note_done(session, &d);
+                            }
+                        }
+                        return;
+                    }
+                }
+                self.encode(&packet);
                 Stats::add(&self.core.stats.messages_sent, 1);
             }
             Transmit::PubRel { pkid } => self.send(&Packet::PubRel(PubAck::new(pkid))),
+            Transmit::Expired(delivery) => {
+                Stats::add(&self.core.stats.messages_expired, 1);
+                debug!(topic = %delivery.msg.topic, "queued message expired; not delivered");
+                self.core.note_done(session, &delivery);
+            }
         }
     }
 
     /// Moves queued deliveries into the write buffer. Returns true if it stopped because
     /// the buffer is full (more may be waiting).
-    fn fill(&mut self, session: &Session) -> bool {
-        let limits = self.core.limits;
-        let mut slot = session.slot.lock();
+    fn fill(&mut self, session: &Session, limits: &Limits) -> bool {
+        let now = now_ms();
         let mut full = false;
         loop {
             if self.wbuf.len() >= WRITE_HIGH_WATER {
                 full = true;
                 break;
             }
-            match slot.state.poll_transmit(&limits) {
-                Some(t) => self.encode_transmit(session, t),
+            let next = session.slot.lock().state.poll_transmit(limits, now);
+            match next {
+                Some(t) => self.encode_transmit(session, t, now),
                 None => break,
             }
         }
-        let over = slot.state.is_over_limit(&limits);
-        drop(slot);
+        let over = session.slot.lock().state.is_over_limit(limits);
         if !over {
             session.space.notify_waiters();
         }
         full
     }
 
-    async fn serve_session(
-        &mut self,
-        session: &Arc<Session>,
-        client: &Arc<ClientInfo>,
-        connect: &Connect,
-        kick: &CancellationToken,
-    ) -> End {
-        let keep_alive = (connect.keep_alive > 0)
-            .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    async fn serve_session(&mut self, att: &Attached) -> End {
+        let session = &att.session;
+        let keep_alive =
+            (att.keep_alive > 0).then(|| Duration::from_millis(u64::from(att.keep_alive) * 1500));
         let timer = sleep(keep_alive.unwrap_or(Duration::from_secs(86_400)));
         tokio::pin!(timer);
         let mut acks: VecDeque<PendingAck> = VecDeque::new();
         let mut blocked: Vec<Arc<Session>> = Vec::new();
         let mut want_fill = true;
         let max = self.core.settings.max_packet_size;
+        let limits = self.limits();
         loop {
             if want_fill && self.wbuf.len() < WRITE_HIGH_WATER {
-                want_fill = self.fill(session);
+                want_fill = self.fill(session, &limits);
             }
             self.flush_ready_acks(&mut acks);
             let can_read = blocked.is_empty()
@@ -435,7 +732,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             let need_flush = self.need_flush;
             tokio::select! {
                 biased;
-                _ = kick.cancelled() => return End::Kicked,
+                _ = att.kick.cancelled() => {
+                    if self.shutdown.is_cancelled() {
+                        return End::Shutdown;
+                    }
+                    let code = session.kick_reason.load(Ordering::Relaxed);
+                    return End::Kicked(
+                        ReasonCode::from_byte(code, PacketType::Disconnect)
+                            .unwrap_or(ReasonCode::SessionTakenOver),
+                    );
+                }
                 _ = self.shutdown.cancelled() => return End::Shutdown,
                 _ = &mut timer, if keep_alive.is_some() => return End::KeepAlive,
                 r = poll_fn(|cx| poll_io(&mut *stream, rbuf, wbuf, can_read, need_flush, cx)) => match r {
@@ -453,7 +759,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                             timer.as_mut().reset(Instant::now() + ka);
                         }
                         if let Err(end) = self
-                            .process_buffered(session, client, &mut acks, &mut blocked, &mut want_fill)
+                            .process_buffered(att, &mut acks, &mut blocked, &mut want_fill)
                             .await
                         {
                             return end;
@@ -472,7 +778,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 _ = wait_for_space(&blocked, &self.core), if !blocked.is_empty() => {
                     blocked.clear();
                     if let Err(end) = self
-                        .process_buffered(session, client, &mut acks, &mut blocked, &mut want_fill)
+                        .process_buffered(att, &mut acks, &mut blocked, &mut want_fill)
                         .await
                     {
                         return end;
@@ -482,12 +788,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         }
     }
 
+    /// The session limits for this connection: the inflight window is also capped by an
+    /// MQTT 5 client's Receive Maximum.
+    fn limits(&self) -> Limits {
+        let mut limits = self.core.limits;
+        if let Some(rm) = self.v5.receive_maximum {
+            limits.max_inflight = limits.max_inflight.min(usize::from(rm)).max(1);
+        }
+        limits
+    }
+
     /// Handles the complete packets in the read buffer, stopping early while a subscriber
     /// this client publishes to is over its queue limit (backpressure).
     async fn process_buffered(
         &mut self,
-        session: &Arc<Session>,
-        client: &Arc<ClientInfo>,
+        att: &Attached,
         acks: &mut VecDeque<PendingAck>,
         blocked: &mut Vec<Arc<Session>>,
         want_fill: &mut bool,
@@ -495,10 +810,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         let max = self.core.settings.max_packet_size;
         while blocked.is_empty() {
             match decode_packet(&mut self.rbuf, self.version, max) {
-                Ok(Some(packet)) => {
-                    self.handle(packet, session, client, acks, blocked, want_fill)
-                        .await?
-                }
+                Ok(Some(packet)) => self.handle(packet, att, acks, blocked, want_fill).await?,
                 Ok(None) => break,
                 Err(e) => return Err(End::Protocol(e)),
             }
@@ -509,23 +821,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
     fn flush_ready_acks(&mut self, acks: &mut VecDeque<PendingAck>) {
         while acks.front().is_some_and(|a| a.wait.is_none()) {
             if let Some(a) = acks.pop_front() {
+                if a.releases {
+                    self.v5.inflight_in = self.v5.inflight_in.saturating_sub(1);
+                }
                 self.send(&a.packet);
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn handle(
         &mut self,
         packet: Packet,
-        session: &Arc<Session>,
-        client: &Arc<ClientInfo>,
+        att: &Attached,
         acks: &mut VecDeque<PendingAck>,
         blocked: &mut Vec<Arc<Session>>,
         want_fill: &mut bool,
     ) -> Result<(), End> {
+        let session = &att.session;
+        let v5 = self.version.is_v5();
         match packet {
-            Packet::Publish(p) => self.on_publish(p, session, client, acks, blocked),
+            Packet::Publish(p) => self.on_publish(p, att, acks, blocked),
             Packet::PubAck(a) => {
                 let done = session.slot.lock().state.on_puback(a.pkid);
                 match done {
@@ -537,12 +852,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 }
                 Ok(())
             }
+            Packet::PubRec(a) if a.reason.is_failure() => {
+                // MQTT 5: a failed PUBREC ends the QoS 2 flow.
+                let done = session.slot.lock().state.drop_inflight(a.pkid);
+                if let Some(d) = done {
+                    self.core.note_done(session, &d);
+                    *want_fill = true;
+                }
+                Ok(())
+            }
             Packet::PubRec(a) => {
                 let seq = session.slot.lock().state.on_pubrec(a.pkid);
-                if let Some(seq) = seq {
-                    self.core.note_released(session, seq);
-                }
-                self.send(&Packet::PubRel(PubAck::new(a.pkid)));
+                let reason = match seq {
+                    Some(seq) => {
+                        self.core.note_released(session, seq);
+                        ReasonCode::Success
+                    }
+                    None if v5 => ReasonCode::PacketIdentifierNotFound,
+                    None => ReasonCode::Success,
+                };
+                self.send(&Packet::PubRel(PubAck {
+                    pkid: a.pkid,
+                    reason,
+                    properties: Properties::default(),
+                }));
                 Ok(())
             }
             Packet::PubRel(a) => {
@@ -552,9 +885,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 } else {
                     None
                 };
+                let reason = if known || !v5 {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::PacketIdentifierNotFound
+                };
                 acks.push_back(PendingAck {
                     wait,
-                    packet: Packet::PubComp(PubAck::new(a.pkid)),
+                    packet: Packet::PubComp(PubAck {
+                        pkid: a.pkid,
+                        reason,
+                        properties: Properties::default(),
+                    }),
+                    releases: known,
                 });
                 Ok(())
             }
@@ -566,33 +909,99 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 }
                 Ok(())
             }
-            Packet::Subscribe(s) => self.on_subscribe(s, session, client, want_fill).await,
+            Packet::Subscribe(s) => self.on_subscribe(s, att, want_fill).await,
             Packet::Unsubscribe(u) => self.on_unsubscribe(u, session).await,
             Packet::PingReq => {
                 self.send(&Packet::PingResp);
                 Ok(())
             }
-            Packet::Disconnect(_) => Err(End::Disconnect),
+            Packet::Disconnect(d) => {
+                if let Some(expiry) = d.properties.session_expiry_interval {
+                    if self.v5.expiry_was_zero && expiry != 0 {
+                        return Err(End::Violation(
+                            ReasonCode::ProtocolError,
+                            "DISCONNECT sets a session expiry after CONNECT set 0 [MQTT-3.14.2-2]",
+                        ));
+                    }
+                    self.v5.expiry = expiry;
+                }
+                Err(End::Disconnect {
+                    will: d.reason == ReasonCode::DisconnectWithWillMessage,
+                })
+            }
+            Packet::Auth(_) => Err(End::Violation(
+                ReasonCode::ProtocolError,
+                "AUTH without an authentication method in CONNECT [MQTT-4.12.0-1]",
+            )),
             Packet::Connect(_) => Err(End::Violation(
+                ReasonCode::ProtocolError,
                 "a second CONNECT on a connection [MQTT-3.1.0-2]",
             )),
             _ => Err(End::Violation(
+                ReasonCode::ProtocolError,
                 "a server-to-client packet sent by the client",
             )),
         }
     }
 
+    /// MQTT 5 checks and rewriting of an incoming PUBLISH: topic alias, subscription
+    /// identifier, receive maximum, retain support. Returns the resolved PUBLISH.
+    fn check_v5_publish(&mut self, mut p: Publish) -> Result<Publish, End> {
+        if !p.properties.subscription_identifiers.is_empty() {
+            return Err(End::Violation(
+                ReasonCode::ProtocolError,
+                "subscription identifier in a PUBLISH from a client [MQTT-3.3.4-6]",
+            ));
+        }
+        if let Some(alias) = p.properties.topic_alias.take() {
+            p.topic = match self.v5.aliases_in.resolve(p.topic, alias) {
+                Ok(topic) => topic,
+                Err(AliasError::OutOfRange) => {
+                    return Err(End::Violation(
+                        ReasonCode::TopicAliasInvalid,
+                        "topic alias 0 or above the topic alias maximum [MQTT-3.3.2-9]",
+                    ))
+                }
+                Err(AliasError::Unknown) => {
+                    return Err(End::Violation(
+                        ReasonCode::ProtocolError,
+                        "empty topic with a topic alias that has no mapping",
+                    ))
+                }
+            };
+        }
+        if p.qos != QoS::AtMostOnce
+            && self.v5.inflight_in >= usize::from(self.core.settings.receive_maximum)
+        {
+            return Err(End::Violation(
+                ReasonCode::ReceiveMaximumExceeded,
+                "more QoS 1/2 PUBLISHes in flight than the receive maximum [MQTT-3.3.4-9]",
+            ));
+        }
+        if p.retain && !self.core.settings.retain_available {
+            return Err(End::Violation(
+                ReasonCode::RetainNotSupported,
+                "retained PUBLISH while retain is not available [MQTT-3.3.1-19]",
+            ));
+        }
+        Ok(p)
+    }
+
     fn on_publish(
         &mut self,
         p: Publish,
-        session: &Arc<Session>,
-        client: &Arc<ClientInfo>,
+        att: &Attached,
         acks: &mut VecDeque<PendingAck>,
         blocked: &mut Vec<Arc<Session>>,
     ) -> Result<(), End> {
+        let session = &att.session;
+        let client = &att.client;
+        let v5 = self.version.is_v5();
+        let mut p = if v5 { self.check_v5_publish(p)? } else { p };
         Stats::add(&self.core.stats.messages_received, 1);
         let fresh = p.qos != QoS::ExactlyOnce || session.slot.lock().state.incoming_qos2(p.pkid);
         let mut outcome = RouteOutcome::default();
+        let mut reason = ReasonCode::Success;
         if fresh {
             if p.topic.starts_with("$SYS") {
                 debug!(topic = %p.topic, "ignoring a client PUBLISH to $SYS");
@@ -602,7 +1011,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 .authorize_publish(client, &p.topic, p.qos, p.retain)
             {
                 info!(topic = %p.topic, "PUBLISH not authorized; dropped");
+                reason = ReasonCode::NotAuthorized;
+            } else if v5
+                && p.properties.payload_format_indicator == Some(1)
+                && std::str::from_utf8(&p.payload).is_err()
+            {
+                if p.qos == QoS::AtMostOnce {
+                    return Err(End::Violation(
+                        ReasonCode::PayloadFormatInvalid,
+                        "payload format indicator 1 with a payload that is not UTF-8",
+                    ));
+                }
+                info!(topic = %p.topic, "PUBLISH payload is not UTF-8 as its format says; dropped");
+                reason = ReasonCode::PayloadFormatInvalid;
             } else {
+                let expiry = p.properties.message_expiry_interval.take();
                 let msg = Arc::new(Message {
                     id: self.core.message_id(),
                     topic: p.topic,
@@ -610,14 +1033,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                     qos: p.qos,
                     retain: p.retain,
                     properties: p.properties,
+                    origin: session.uid,
+                    expires_at: expiry.map(|s| now_ms() + u64::from(s) * 1000),
                 });
                 self.core.publish(msg, &mut outcome);
+                if outcome.matched == 0 {
+                    reason = ReasonCode::NoMatchingSubscribers;
+                } else if outcome.dropped == outcome.matched {
+                    reason = ReasonCode::QuotaExceeded;
+                }
             }
             if p.qos == QoS::ExactlyOnce {
-                outcome.ack = self
-                    .core
-                    .note_inbound_qos2(session, p.pkid)
-                    .or(outcome.ack.take());
+                if reason.is_failure() {
+                    session.slot.lock().state.incoming_pubrel(p.pkid);
+                } else {
+                    outcome.ack = self
+                        .core
+                        .note_inbound_qos2(session, p.pkid)
+                        .or(outcome.ack.take());
+                }
             }
         }
         for b in outcome.blocked {
@@ -625,14 +1059,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 blocked.push(b);
             }
         }
-        let packet = match p.qos {
-            QoS::AtMostOnce => return Ok(()),
-            QoS::AtLeastOnce => Packet::PubAck(PubAck::new(p.pkid)),
-            QoS::ExactlyOnce => Packet::PubRec(PubAck::new(p.pkid)),
+        if !v5 {
+            reason = ReasonCode::Success;
+        }
+        let properties = match reason {
+            ReasonCode::NotAuthorized => self.reason("not authorized"),
+            ReasonCode::PayloadFormatInvalid => self.reason("payload is not UTF-8"),
+            ReasonCode::QuotaExceeded => self.reason("subscriber queues are full"),
+            _ => Properties::default(),
         };
+        let ack = PubAck {
+            pkid: p.pkid,
+            reason,
+            properties,
+        };
+        // Receive maximum accounting: a QoS 1 flow ends with its PUBACK, a QoS 2 one with
+        // its PUBCOMP (or a failed PUBREC); a duplicate QoS 2 PUBLISH is already counted.
+        let (packet, counted, releases) = match p.qos {
+            QoS::AtMostOnce => return Ok(()),
+            QoS::AtLeastOnce => (Packet::PubAck(ack), true, true),
+            QoS::ExactlyOnce => (Packet::PubRec(ack), fresh, fresh && reason.is_failure()),
+        };
+        if counted {
+            self.v5.inflight_in += 1;
+        }
         acks.push_back(PendingAck {
             wait: outcome.ack,
             packet,
+            releases,
         });
         Ok(())
     }
@@ -640,41 +1094,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
     async fn on_subscribe(
         &mut self,
         s: Subscribe,
-        session: &Arc<Session>,
-        client: &Arc<ClientInfo>,
+        att: &Attached,
         want_fill: &mut bool,
     ) -> Result<(), End> {
+        let session = &att.session;
+        let v5 = self.version.is_v5();
+        let id = s
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied()
+            .unwrap_or(0);
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut granted = Vec::new();
         let mut wait = None;
+        let mut refused = false;
         for f in &s.filters {
             let qos = f.options.qos;
-            if mqgate_protocol::topic::parse_shared(&f.filter).is_some() {
-                info!(filter = %f.filter, "shared subscriptions are not supported for MQTT 3.x; refused");
-                reasons.push(ReasonCode::UnspecifiedError);
-            } else if !self
+            if !self
                 .core
                 .authorizer
-                .authorize_subscribe(client, &f.filter, qos)
+                .authorize_subscribe(&att.client, &f.filter, qos)
             {
                 info!(filter = %f.filter, "SUBSCRIBE not authorized");
-                reasons.push(ReasonCode::UnspecifiedError);
+                refused = true;
+                reasons.push(if v5 {
+                    ReasonCode::NotAuthorized
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
             } else {
-                wait = self.core.subscribe(session, &f.filter, qos).or(wait);
+                let opts = SubOpts::new(&f.options, id);
+                let (ack, new) = self.core.subscribe(session, &f.filter, opts);
+                wait = ack.or(wait);
                 reasons.push(ReasonCode::granted(qos));
-                granted.push((f.filter.clone(), qos));
+                let send_retained = match f.options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => new,
+                    RetainHandling::DoNotSend => false,
+                };
+                if send_retained {
+                    granted.push((f.filter.clone(), opts));
+                }
             }
         }
         if let Some(w) = wait {
             w.await.map_err(End::Persistence)?;
         }
+        let properties = if refused {
+            self.reason("not authorized")
+        } else {
+            Properties::default()
+        };
         self.send(&Packet::SubAck(SubAck {
             pkid: s.pkid,
             reasons,
-            properties: Default::default(),
+            properties,
         }));
-        for (filter, qos) in granted {
-            self.core.deliver_retained(session, &filter, qos);
+        for (filter, opts) in granted {
+            self.core.deliver_retained(session, &filter, opts);
             *want_fill = true;
         }
         Ok(())
@@ -682,18 +1160,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
 
     async fn on_unsubscribe(&mut self, u: Unsubscribe, session: &Arc<Session>) -> Result<(), End> {
         let mut wait = None;
+        let mut reasons = Vec::with_capacity(u.filters.len());
         for f in &u.filters {
-            wait = self.core.unsubscribe(session, f).or(wait);
+            let (ack, existed) = self.core.unsubscribe(session, f);
+            wait = ack.or(wait);
+            reasons.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
         }
         if let Some(w) = wait {
             w.await.map_err(End::Persistence)?;
         }
+        if !self.version.is_v5() {
+            reasons.clear();
+        }
         self.send(&Packet::UnsubAck(UnsubAck {
             pkid: u.pkid,
-            reasons: Vec::new(),
+            reasons,
             properties: Default::default(),
         }));
         Ok(())
+    }
+}
+
+/// The property block of an acknowledgement-like packet (for trimming it to size).
+fn properties_mut(packet: &mut Packet) -> Option<&mut Properties> {
+    match packet {
+        Packet::ConnAck(p) => Some(&mut p.properties),
+        Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
+            Some(&mut p.properties)
+        }
+        Packet::SubAck(p) => Some(&mut p.properties),
+        Packet::UnsubAck(p) => Some(&mut p.properties),
+        Packet::Disconnect(p) => Some(&mut p.properties),
+        Packet::Auth(p) => Some(&mut p.properties),
+        _ => None,
     }
 }
 

@@ -7,23 +7,24 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use mqgate_protocol::QoS;
+use bytes::Bytes;
+use mqgate_protocol::{QoS, ReasonCode};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::auth::{Authorizer, ClientInfo};
-use crate::message::{Delivery, Message};
-use crate::session::{Enqueued, Limits, SessionState, Stage};
+use crate::message::{now_ms, Delivery, Message, SubIds};
+use crate::router::{Router, SubOpts};
+use crate::session::{Enqueued, Limits, SessionState, Stage, Transmit};
 use crate::settings::BrokerSettings;
 use crate::stats::Stats;
-use crate::store::{Ack, Model, Record, Store};
-use crate::trie::Trie;
+use crate::store::{Ack, Model, Record, Store, StoredProps};
 
 /// A session's mutable part, behind one lock.
 #[derive(Debug)]
@@ -34,16 +35,23 @@ pub(crate) struct Slot {
     pub client: Arc<ClientInfo>,
     /// Messages dropped for this session (drives log rate limiting).
     pub dropped: u64,
+    /// Session expiry interval in seconds (0: ends at disconnect; `u32::MAX`: never).
+    pub expiry: u32,
+    /// While offline with a finite expiry: when the session ends (ms since the epoch).
+    pub deadline: Option<u64>,
+    /// A will waiting for its delay (MQTT 5) after the connection ended.
+    pub will: Option<Arc<Message>>,
 }
 
 /// One MQTT session, shared by its connection task and every publisher delivering to it.
 #[derive(Debug)]
 pub(crate) struct Session {
-    /// Broker-unique key (trie key and persistence id).
+    /// Broker-unique key (router key and persistence id).
     pub uid: u64,
     /// Client identifier.
     pub client_id: Arc<str>,
-    /// Clean session = 0: survives disconnects (and restarts, with persistence).
+    /// Created with a non-zero session expiry: its state is persisted and survives
+    /// disconnects (and restarts, with persistence).
     pub persistent: bool,
     /// Mutable state.
     pub slot: Mutex<Slot>,
@@ -53,26 +61,45 @@ pub(crate) struct Session {
     pub space: Notify,
     /// Cancels the connection currently attached (takeover, slow-consumer policy).
     pub kick: Mutex<CancellationToken>,
+    /// The MQTT 5 reason code for the DISCONNECT sent when `kick` is cancelled.
+    pub kick_reason: AtomicU8,
+    /// Counts connections attached (incremented by each CONNECT that takes the session):
+    /// a closing connection or a timer compares it to know whether it is still current.
+    pub attach_seq: AtomicU64,
+    /// True while a connection is attached (read without the slot lock by shared routing).
+    pub connected: AtomicBool,
     /// Held by the attached connection for its lifetime; a takeover waits for it.
     pub owner: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Session {
-    fn new(uid: u64, client_id: Arc<str>, persistent: bool, client: Arc<ClientInfo>) -> Session {
+    fn new(uid: u64, client_id: Arc<str>, expiry: u32, client: Arc<ClientInfo>) -> Session {
         Session {
             uid,
             client_id,
-            persistent,
+            persistent: expiry > 0,
             slot: Mutex::new(Slot {
                 state: SessionState::new(),
                 client,
                 dropped: 0,
+                expiry,
+                deadline: None,
+                will: None,
             }),
             wake: Notify::new(),
             space: Notify::new(),
             kick: Mutex::new(CancellationToken::new()),
+            kick_reason: AtomicU8::new(ReasonCode::SessionTakenOver.value()),
+            attach_seq: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
             owner: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Disconnects the attached connection with `reason` (MQTT 5 DISCONNECT code).
+    pub fn kick_with(&self, reason: ReasonCode) {
+        self.kick_reason.store(reason.value(), Ordering::Relaxed);
+        self.kick.lock().cancel();
     }
 }
 
@@ -83,6 +110,10 @@ pub(crate) struct RouteOutcome {
     pub ack: Option<Ack>,
     /// Connected sessions whose queue is over the limit: stop reading until they drain.
     pub blocked: Vec<Arc<Session>>,
+    /// Sessions the message was routed to (after No Local).
+    pub matched: usize,
+    /// Of those, sessions that dropped it because their queue was full.
+    pub dropped: usize,
     message_persisted: bool,
 }
 
@@ -96,6 +127,14 @@ pub(crate) struct Opened {
     pub replaced: Option<Arc<Session>>,
     /// Wait for this before CONNACK (durability `Sync`).
     pub ack: Option<Ack>,
+}
+
+/// A will to publish when a connection ends abnormally.
+pub(crate) struct PendingWill {
+    /// The message.
+    pub msg: Arc<Message>,
+    /// MQTT 5 Will Delay Interval in seconds (0 for 3.x).
+    pub delay: u32,
 }
 
 /// Broker-wide shared state.
@@ -112,7 +151,9 @@ pub(crate) struct Core {
     pub store: Option<Store>,
     /// When the broker started.
     pub started: Instant,
-    trie: RwLock<Trie<Arc<Session>>>,
+    /// Cancelled when the broker shuts down (stops connections and timers).
+    pub shutdown: CancellationToken,
+    router: RwLock<Router<Arc<Session>>>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     retained: RwLock<HashMap<Arc<str>, Arc<Message>>>,
     next_uid: AtomicU64,
@@ -124,8 +165,30 @@ fn qos_from(value: u8) -> QoS {
     QoS::from_u8(value).unwrap_or(QoS::AtLeastOnce)
 }
 
+fn restored_message(
+    id: u64,
+    topic: &Arc<str>,
+    payload: &Bytes,
+    qos: u8,
+    retain: bool,
+    props: Option<&StoredProps>,
+    expires_at: Option<u64>,
+) -> Arc<Message> {
+    Arc::new(Message {
+        id,
+        topic: topic.clone(),
+        payload: payload.clone(),
+        qos: qos_from(qos),
+        retain,
+        properties: props.map(StoredProps::to_properties).unwrap_or_default(),
+        origin: 0,
+        expires_at,
+    })
+}
+
 impl Core {
     /// A broker core, rebuilt from `model` (the recovered persistent state, if any).
+    /// Call [`Core::start_timers`] once it is in its `Arc`.
     pub fn new(
         settings: BrokerSettings,
         authorizer: Arc<dyn Authorizer>,
@@ -146,7 +209,8 @@ impl Core {
             stats: Stats::default(),
             store,
             started: Instant::now(),
-            trie: RwLock::new(Trie::new()),
+            shutdown: CancellationToken::new(),
+            router: RwLock::new(Router::new()),
             sessions: Mutex::new(HashMap::new()),
             retained: RwLock::new(HashMap::new()),
             next_uid: AtomicU64::new(1),
@@ -161,6 +225,7 @@ impl Core {
 
     /// Rebuilds sessions, subscriptions, queues and retained messages from `model`.
     fn restore(&self, model: Model) {
+        let now = now_ms();
         let mut max_uid = 0;
         let mut max_msg = 0;
         let mut messages: HashMap<u64, Arc<Message>> = HashMap::new();
@@ -168,36 +233,42 @@ impl Core {
             max_msg = max_msg.max(*id);
             messages.insert(
                 *id,
-                Arc::new(Message {
-                    id: *id,
-                    topic: m.topic.clone(),
-                    payload: m.payload.clone(),
-                    qos: qos_from(m.qos),
-                    retain: false,
-                    properties: Default::default(),
-                }),
+                restored_message(
+                    *id,
+                    &m.topic,
+                    &m.payload,
+                    m.qos,
+                    false,
+                    m.props.as_ref(),
+                    m.expires_at,
+                ),
             );
         }
         self.next_message.store(max_msg + 1, Ordering::Relaxed);
         {
             let mut retained = self.retained.write();
-            for (topic, (payload, qos)) in &model.retained {
-                let id = self.message_id();
-                retained.insert(
-                    topic.clone(),
-                    Arc::new(Message {
-                        id,
+            for (topic, r) in &model.retained {
+                if r.expires_at.is_some_and(|at| at <= now) {
+                    self.append(&Record::RetainClear {
                         topic: topic.clone(),
-                        payload: payload.clone(),
-                        qos: qos_from(*qos),
-                        retain: true,
-                        properties: Default::default(),
-                    }),
+                    });
+                    continue;
+                }
+                let id = self.message_id();
+                let msg = restored_message(
+                    id,
+                    topic,
+                    &r.payload,
+                    r.qos,
+                    true,
+                    r.props.as_ref(),
+                    r.expires_at,
                 );
+                retained.insert(topic.clone(), msg);
             }
         }
         let mut sessions = self.sessions.lock();
-        let mut trie = self.trie.write();
+        let mut router = self.router.write();
         for (sid, ms) in &model.sessions {
             max_uid = max_uid.max(*sid);
             let client = Arc::new(ClientInfo {
@@ -205,13 +276,21 @@ impl Core {
                 username: ms.username.as_deref().map(str::to_owned),
                 peer: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
             });
-            let session = Arc::new(Session::new(*sid, ms.client_id.clone(), true, client));
+            let expiry = ms.expiry_interval.max(1);
+            let session = Arc::new(Session::new(*sid, ms.client_id.clone(), expiry, client));
             {
                 let mut slot = session.slot.lock();
-                for (filter, qos) in &ms.subs {
-                    let qos = qos_from(*qos);
-                    slot.state.subscriptions.insert(filter.to_string(), qos);
-                    trie.insert(filter, *sid, session.clone(), qos);
+                if expiry != u32::MAX {
+                    // A session that was connected at the crash ends `expiry` after now.
+                    slot.deadline = Some(
+                        ms.deadline
+                            .unwrap_or(now.saturating_add(u64::from(expiry) * 1000)),
+                    );
+                }
+                for (filter, &(options, id)) in &ms.subs {
+                    let opts = SubOpts::from_byte(options, id);
+                    slot.state.subscriptions.insert(filter.to_string(), opts);
+                    router.insert(filter, *sid, session.clone(), opts);
                 }
                 for (seq, q) in &ms.queue {
                     let Some(msg) = messages.get(&q.msg) else {
@@ -222,6 +301,7 @@ impl Core {
                         msg: msg.clone(),
                         qos: qos_from(q.qos),
                         retain: q.retain,
+                        sub_ids: SubIds::from_slice(&q.sub_ids),
                     };
                     match q.pkid {
                         Some(pkid) => {
@@ -242,6 +322,17 @@ impl Core {
             sessions.insert(ms.client_id.clone(), session);
         }
         self.next_uid.store(max_uid + 1, Ordering::Relaxed);
+    }
+
+    /// Starts the expiry timers of the restored offline sessions.
+    pub fn start_timers(self: &Arc<Self>) {
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        for session in sessions {
+            let deadline = session.slot.lock().deadline;
+            if let Some(at) = deadline {
+                self.schedule(&session, at, Timer::SessionExpiry);
+            }
+        }
     }
 
     fn append(&self, record: &Record) -> Option<Ack> {
@@ -267,7 +358,7 @@ impl Core {
 
     /// Number of subscriptions.
     pub fn subscription_count(&self) -> usize {
-        self.trie.read().len()
+        self.router.read().len()
     }
 
     /// Number of retained messages.
@@ -275,18 +366,38 @@ impl Core {
         self.retained.read().len()
     }
 
-    /// Finds or creates the session for `client_id` (MQTT 3.1.1 §3.1.2.4).
-    pub fn open_session(&self, client_id: &str, clean: bool, client: Arc<ClientInfo>) -> Opened {
+    /// Finds or creates the session for `client_id` (MQTT 3.1.1 §3.1.2.4, MQTT 5
+    /// §3.1.2.4): an existing persistent session is resumed unless `clean`. `expiry` is
+    /// the session expiry interval of this connection (3.x: 0 for clean session,
+    /// `u32::MAX` otherwise).
+    pub fn open_session(
+        &self,
+        client_id: &str,
+        clean: bool,
+        expiry: u32,
+        client: Arc<ClientInfo>,
+    ) -> Opened {
         let mut sessions = self.sessions.lock();
         let existing = sessions.get(client_id).cloned();
         if let Some(existing) = &existing {
             if !clean && existing.persistent {
-                existing.slot.lock().client = client;
+                let mut ack = None;
+                {
+                    let mut slot = existing.slot.lock();
+                    slot.client = client;
+                    if slot.expiry != expiry && expiry > 0 {
+                        ack = self.append(&Record::SessionExpiry {
+                            sid: existing.uid,
+                            interval: expiry,
+                        });
+                    }
+                    slot.expiry = expiry;
+                }
                 return Opened {
                     session: existing.clone(),
                     present: true,
                     replaced: None,
-                    ack: None,
+                    ack,
                 };
             }
         }
@@ -297,8 +408,8 @@ impl Core {
         let uid = self.next_uid.fetch_add(1, Ordering::Relaxed);
         let id: Arc<str> = Arc::from(client_id);
         let username = client.username.as_deref().map(Arc::from);
-        let session = Arc::new(Session::new(uid, id.clone(), !clean, client));
-        if !clean {
+        let session = Arc::new(Session::new(uid, id.clone(), expiry, client));
+        if session.persistent {
             ack = self
                 .append(&Record::SessionOpen {
                     sid: uid,
@@ -306,6 +417,14 @@ impl Core {
                     username,
                 })
                 .or(ack);
+            if expiry != u32::MAX {
+                ack = self
+                    .append(&Record::SessionExpiry {
+                        sid: uid,
+                        interval: expiry,
+                    })
+                    .or(ack);
+            }
         }
         sessions.insert(id, session.clone());
         Opened {
@@ -316,6 +435,22 @@ impl Core {
         }
     }
 
+    /// Attaches a connection to `session` after it got the owner lock: marks it online,
+    /// cancels a pending will and the expiry countdown. Returns what to resend.
+    pub fn attach(&self, session: &Session) -> Vec<Transmit> {
+        let mut slot = session.slot.lock();
+        slot.state.set_online(true);
+        session.connected.store(true, Ordering::Relaxed);
+        slot.will = None;
+        if slot.deadline.take().is_some() && session.persistent {
+            self.append(&Record::SessionDeadline {
+                sid: session.uid,
+                at: None,
+            });
+        }
+        slot.state.resume()
+    }
+
     /// Removes `session`'s subscriptions and persistent state (not its table entry).
     fn discard(&self, session: &Arc<Session>) -> Option<Ack> {
         let filters: Vec<String> = {
@@ -323,9 +458,9 @@ impl Core {
             slot.state.subscriptions.keys().cloned().collect()
         };
         {
-            let mut trie = self.trie.write();
+            let mut router = self.router.write();
             for filter in &filters {
-                trie.remove(filter, session.uid);
+                router.remove(filter, session.uid);
             }
         }
         if session.persistent {
@@ -335,76 +470,244 @@ impl Core {
         }
     }
 
-    /// The connection of `session` ended: a clean session is removed, a persistent one
-    /// goes offline and keeps queueing.
-    pub fn close_session(&self, session: &Arc<Session>) {
-        if session.persistent {
-            session.slot.lock().state.set_online(false);
-        } else {
-            let mut sessions = self.sessions.lock();
-            if sessions
+    /// Removes `session` from the table (if it is still the one there) and discards it.
+    fn end_session(&self, session: &Arc<Session>) {
+        let mut sessions = self.sessions.lock();
+        if sessions
+            .get(&session.client_id)
+            .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
+            sessions.remove(&session.client_id);
+        }
+        drop(sessions);
+        self.discard(session);
+    }
+
+    /// The connection number `seq` of `session` ended. `expiry` is the session expiry
+    /// interval in force (0: the session ends now; `u32::MAX`: never). `will` is published
+    /// now, or after its delay (capped by the session expiry) unless the session resumes.
+    /// If another connection already took the session over, only the will is handled.
+    pub fn close_session(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        seq: u64,
+        expiry: u32,
+        will: Option<PendingWill>,
+    ) {
+        if session.attach_seq.load(Ordering::Acquire) != seq {
+            // Taken over: a resumed session keeps a delayed will unpublished.
+            let resumed = self
+                .sessions
+                .lock()
                 .get(&session.client_id)
-                .is_some_and(|s| Arc::ptr_eq(s, session))
-            {
-                sessions.remove(&session.client_id);
+                .is_some_and(|s| Arc::ptr_eq(s, session));
+            if let Some(w) = will {
+                if w.delay == 0 || !resumed {
+                    self.publish_will(w.msg);
+                }
             }
-            drop(sessions);
-            self.discard(session);
+            session.space.notify_waiters();
+            return;
+        }
+        let now_will = {
+            let mut slot = session.slot.lock();
+            slot.state.set_online(false);
+            session.connected.store(false, Ordering::Relaxed);
+            slot.expiry = expiry;
+            let now_will = match will {
+                Some(w) if w.delay.min(expiry) > 0 => {
+                    let at = now_ms().saturating_add(u64::from(w.delay.min(expiry)) * 1000);
+                    slot.will = Some(w.msg);
+                    drop(slot);
+                    self.schedule(session, at, Timer::Will);
+                    None
+                }
+                Some(w) => Some(w.msg),
+                None => None,
+            };
+            now_will
+        };
+        if let Some(msg) = now_will {
+            self.publish_will(msg);
+        }
+        if expiry == 0 {
+            self.end_session(session);
+        } else if expiry != u32::MAX {
+            let at = now_ms().saturating_add(u64::from(expiry) * 1000);
+            session.slot.lock().deadline = Some(at);
+            if session.persistent {
+                self.append(&Record::SessionDeadline {
+                    sid: session.uid,
+                    at: Some(at),
+                });
+            }
+            self.schedule(session, at, Timer::SessionExpiry);
         }
         session.space.notify_waiters();
     }
 
-    /// Grants `filter` at `qos` to `session`. Returns the ack to wait for.
-    pub fn subscribe(&self, session: &Arc<Session>, filter: &str, qos: QoS) -> Option<Ack> {
-        self.trie
+    fn publish_will(&self, msg: Arc<Message>) {
+        info!(topic = %msg.topic, "publishing will");
+        self.publish(msg, &mut RouteOutcome::default());
+    }
+
+    /// Runs `timer` for `session` at `at` (ms since the epoch), unless the broker stops
+    /// first. It does nothing if a connection attached in between.
+    fn schedule(self: &Arc<Self>, session: &Arc<Session>, at: u64, timer: Timer) {
+        let core = self.clone();
+        let session = session.clone();
+        let seq = session.attach_seq.load(Ordering::Acquire);
+        let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = core.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if session.attach_seq.load(Ordering::Acquire) != seq {
+                return;
+            }
+            let will = {
+                let mut slot = session.slot.lock();
+                if slot.state.online() {
+                    return;
+                }
+                slot.will.take()
+            };
+            if let Some(msg) = will {
+                core.publish_will(msg);
+            }
+            if timer == Timer::SessionExpiry {
+                info!(client_id = %session.client_id, "session expired");
+                core.end_session(&session);
+            }
+        });
+    }
+
+    /// Grants `filter` with `opts` to `session`. Returns the ack to wait for and whether
+    /// the subscription is new.
+    pub fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        filter: &str,
+        opts: SubOpts,
+    ) -> (Option<Ack>, bool) {
+        let new = self
+            .router
             .write()
-            .insert(filter, session.uid, session.clone(), qos);
+            .insert(filter, session.uid, session.clone(), opts);
         let mut slot = session.slot.lock();
-        slot.state.subscriptions.insert(filter.to_owned(), qos);
-        if session.persistent {
-            self.append(&Record::Subscribe {
-                sid: session.uid,
-                filter: Arc::from(filter),
-                qos: qos as u8,
+        slot.state.subscriptions.insert(filter.to_owned(), opts);
+        let ack = if session.persistent {
+            let options = opts.to_byte();
+            self.append(&if options <= 2 && opts.id == 0 {
+                Record::Subscribe {
+                    sid: session.uid,
+                    filter: Arc::from(filter),
+                    qos: options,
+                }
+            } else {
+                Record::SubscribeV5 {
+                    sid: session.uid,
+                    filter: Arc::from(filter),
+                    options,
+                    id: opts.id,
+                }
             })
         } else {
             None
-        }
+        };
+        (ack, new)
     }
 
-    /// Removes `session`'s subscription to `filter`. Returns the ack to wait for.
-    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> Option<Ack> {
-        self.trie.write().remove(filter, session.uid);
+    /// Removes `session`'s subscription to `filter`. Returns the ack to wait for and
+    /// whether the subscription existed.
+    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> (Option<Ack>, bool) {
+        self.router.write().remove(filter, session.uid);
         let mut slot = session.slot.lock();
         let existed = slot.state.subscriptions.remove(filter).is_some();
-        if session.persistent && existed {
+        let ack = if session.persistent && existed {
             self.append(&Record::Unsubscribe {
                 sid: session.uid,
                 filter: Arc::from(filter),
             })
         } else {
             None
-        }
+        };
+        (ack, existed)
     }
 
     /// Queues the retained messages matching `filter` for `session` (retain flag set).
-    pub fn deliver_retained(&self, session: &Arc<Session>, filter: &str, granted: QoS) {
-        let matching: Vec<Arc<Message>> = self
-            .retained
-            .read()
+    /// Shared subscriptions get none; expired retained messages are deleted instead.
+    pub fn deliver_retained(&self, session: &Arc<Session>, filter: &str, opts: SubOpts) {
+        if mqgate_protocol::topic::parse_shared(filter).is_some() {
+            return;
+        }
+        let now = now_ms();
+        let mut expired = Vec::new();
+        let retained = self.retained.read();
+        let matching: Vec<Arc<Message>> = retained
             .values()
             .filter(|m| mqgate_protocol::topic::matches(filter, &m.topic))
+            .filter(|m| {
+                let gone = m.expired(now);
+                if gone {
+                    expired.push(Arc::clone(m));
+                }
+                !gone
+            })
             .cloned()
             .collect();
+        drop(retained);
+        for m in expired {
+            self.drop_expired_retained(&m);
+        }
+        let sub_ids = if opts.id == 0 {
+            SubIds::None
+        } else {
+            SubIds::One(opts.id)
+        };
         let mut outcome = RouteOutcome::default();
         for msg in matching {
-            let qos = msg.qos.min(granted);
-            self.deliver(session, msg, qos, true, &mut outcome);
+            let qos = msg.qos.min(opts.qos);
+            self.deliver(session, msg, qos, true, sub_ids.clone(), &mut outcome);
+        }
+    }
+
+    fn drop_expired_retained(&self, msg: &Arc<Message>) {
+        let mut retained = self.retained.write();
+        if retained
+            .get(&msg.topic)
+            .is_some_and(|m| Arc::ptr_eq(m, msg))
+        {
+            retained.remove(&msg.topic);
+            Stats::add(&self.stats.messages_expired, 1);
+            self.append(&Record::RetainClear {
+                topic: msg.topic.clone(),
+            });
+        }
+    }
+
+    fn retain_record(msg: &Message) -> Record {
+        if msg.properties.is_empty() && msg.expires_at.is_none() {
+            Record::Retain {
+                topic: msg.topic.clone(),
+                payload: msg.payload.clone(),
+                qos: msg.qos as u8,
+            }
+        } else {
+            Record::RetainV5 {
+                topic: msg.topic.clone(),
+                payload: msg.payload.clone(),
+                qos: msg.qos as u8,
+                props: StoredProps::from_properties(&msg.properties),
+                expires_at: msg.expires_at,
+            }
         }
     }
 
     /// Routes a published message: updates the retained store, then queues it once for
-    /// every matching session at the highest granted QoS (capped by the message's QoS).
+    /// every matching session (one member per share group) at the highest granted QoS
+    /// (capped by the message's QoS), with the identifiers of the matching subscriptions.
     pub fn publish(&self, msg: Arc<Message>, outcome: &mut RouteOutcome) {
         let is_sys = msg.topic.starts_with('$');
         if msg.retain && self.settings.retain_available {
@@ -421,24 +724,27 @@ impl Core {
                 retained.insert(msg.topic.clone(), msg.clone());
                 if !is_sys {
                     outcome.ack = self
-                        .append(&Record::Retain {
-                            topic: msg.topic.clone(),
-                            payload: msg.payload.clone(),
-                            qos: msg.qos as u8,
-                        })
+                        .append(&Self::retain_record(&msg))
                         .or(outcome.ack.take());
                 }
             }
         }
         let mut targets = Vec::new();
-        self.trie.read().matches(&msg.topic, &mut targets);
+        self.router.read().route(&msg.topic, &mut targets, |s| {
+            s.connected.load(Ordering::Relaxed)
+        });
         if targets.len() > 1 {
-            targets.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)));
-            targets.dedup_by_key(|t| t.0);
+            targets.sort_unstable_by_key(|t| t.0);
         }
-        for (_, session, granted) in targets {
-            let qos = msg.qos.min(granted);
-            self.deliver(&session, msg.clone(), qos, false, outcome);
+        let mut rest = targets.as_slice();
+        while let Some(first) = rest.first() {
+            let n = rest.iter().take_while(|t| t.0 == first.0).count();
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            if let Some((qos, retain, sub_ids)) = merge(&msg, group) {
+                outcome.matched += 1;
+                self.deliver(&first.1, msg.clone(), qos, retain, sub_ids, outcome);
+            }
         }
     }
 
@@ -449,6 +755,7 @@ impl Core {
         msg: Arc<Message>,
         qos: QoS,
         retain: bool,
+        sub_ids: SubIds,
         outcome: &mut RouteOutcome,
     ) {
         let mut slot = session.slot.lock();
@@ -457,11 +764,13 @@ impl Core {
         }
         let seq = slot.state.alloc_seq();
         let msg_id = msg.id;
+        let ids = (session.persistent && sub_ids != SubIds::None).then(|| sub_ids.to_vec());
         let delivery = Delivery {
             seq,
             msg: msg.clone(),
             qos,
             retain,
+            sub_ids,
         };
         let result = slot.state.enqueue(delivery, &self.limits);
         let persist = session.persistent && qos != QoS::AtMostOnce && self.store.is_some();
@@ -471,12 +780,7 @@ impl Core {
         );
         if persist && queued {
             if !outcome.message_persisted {
-                self.append(&Record::Message {
-                    id: msg_id,
-                    topic: msg.topic.clone(),
-                    payload: msg.payload.clone(),
-                    qos: msg.qos as u8,
-                });
+                self.append(&message_record(&msg));
                 outcome.message_persisted = true;
             }
             outcome.ack = self
@@ -488,12 +792,22 @@ impl Core {
                     retain,
                 })
                 .or(outcome.ack.take());
+            if let Some(ids) = ids {
+                self.append(&Record::EnqueueIds {
+                    sid: session.uid,
+                    seq,
+                    ids,
+                });
+            }
         }
         let online = slot.state.online();
         match result {
             Enqueued::Queued | Enqueued::SkippedOffline => {}
             Enqueued::QueuedOverLimit => outcome.blocked.push(session.clone()),
-            Enqueued::DroppedNew => self.count_drop(&mut slot, session, "newest"),
+            Enqueued::DroppedNew => {
+                outcome.dropped += 1;
+                self.count_drop(&mut slot, session, "newest");
+            }
             Enqueued::DroppedOldest(old) => {
                 if session.persistent && old.qos != QoS::AtMostOnce {
                     self.append(&Record::Done {
@@ -504,6 +818,7 @@ impl Core {
                 self.count_drop(&mut slot, session, "oldest");
             }
             Enqueued::Disconnect => {
+                outcome.dropped += 1;
                 self.count_drop(&mut slot, session, "newest");
                 warn!(
                     client_id = %session.client_id,
@@ -511,7 +826,7 @@ impl Core {
                     limit = "max_queued_messages",
                     "disconnecting slow subscriber: its queue is full"
                 );
-                session.kick.lock().cancel();
+                session.kick_with(ReasonCode::QuotaExceeded);
             }
         }
         drop(slot);
@@ -555,7 +870,7 @@ impl Core {
         }
     }
 
-    /// Records that delivery `seq` is complete.
+    /// Records that delivery `seq` is complete (or dropped: expired, too large).
     pub fn note_done(&self, session: &Session, delivery: &Delivery) {
         if session.persistent && delivery.qos != QoS::AtMostOnce {
             self.append(&Record::Done {
@@ -593,7 +908,72 @@ impl Core {
     pub fn kick_all(&self) {
         let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
         for s in sessions {
-            s.kick.lock().cancel();
+            s.kick_with(ReasonCode::ServerShuttingDown);
         }
     }
+}
+
+/// What a scheduled timer does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Publish the delayed will.
+    Will,
+    /// End the session (publishing a will still waiting).
+    SessionExpiry,
+}
+
+/// The persistence record of a message body.
+fn message_record(msg: &Message) -> Record {
+    if msg.properties.is_empty() && msg.expires_at.is_none() {
+        Record::Message {
+            id: msg.id,
+            topic: msg.topic.clone(),
+            payload: msg.payload.clone(),
+            qos: msg.qos as u8,
+        }
+    } else {
+        Record::MessageV5 {
+            id: msg.id,
+            topic: msg.topic.clone(),
+            payload: msg.payload.clone(),
+            qos: msg.qos as u8,
+            props: StoredProps::from_properties(&msg.properties),
+            expires_at: msg.expires_at,
+        }
+    }
+}
+
+/// Merges the matching subscriptions of one session into one delivery: the highest QoS,
+/// Retain As Published if any asks for it, every subscription identifier; subscriptions
+/// with No Local do not count for the publisher's own messages. `None`: not delivered.
+fn merge(msg: &Message, subs: &[(u64, Arc<Session>, SubOpts)]) -> Option<(QoS, bool, SubIds)> {
+    if let [(uid, _, o)] = subs {
+        if o.no_local && *uid == msg.origin {
+            return None;
+        }
+        let ids = if o.id == 0 {
+            SubIds::None
+        } else {
+            SubIds::One(o.id)
+        };
+        return Some((msg.qos.min(o.qos), o.retain_as_published && msg.retain, ids));
+    }
+    let mut qos: Option<QoS> = None;
+    let mut rap = false;
+    let mut ids = Vec::new();
+    for (uid, _, o) in subs {
+        if o.no_local && *uid == msg.origin {
+            continue;
+        }
+        qos = Some(qos.map_or(o.qos, |q| q.max(o.qos)));
+        rap |= o.retain_as_published;
+        if o.id != 0 && !ids.contains(&o.id) {
+            ids.push(o.id);
+        }
+    }
+    Some((
+        msg.qos.min(qos?),
+        rap && msg.retain,
+        SubIds::from_slice(&ids),
+    ))
 }

@@ -1,4 +1,4 @@
-//! broker-lite: mqgate's local MQTT 3.1/3.1.1 broker. It keeps what it acknowledged:
+//! broker-lite: mqgate's local MQTT 3.1/3.1.1/5.0 broker. It keeps what it acknowledged:
 //! sessions, subscriptions, queued and inflight messages and retained messages are
 //! written to a group-committed write-ahead log before QoS 1/2 acknowledgements.
 //!
@@ -6,12 +6,14 @@
 //! `AsyncRead + AsyncWrite` stream with [`BrokerHandle::serve_connection`]. See
 //! `ARCHITECTURE.md` for tasks, data flow, persistence records and backpressure.
 
+mod alias;
 mod auth;
 mod broker;
 mod connection;
 mod core;
 mod error;
 mod message;
+mod router;
 mod session;
 mod settings;
 mod stats;

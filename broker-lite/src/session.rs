@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use mqgate_protocol::QoS;
 
 use crate::message::Delivery;
+use crate::router::SubOpts;
 use crate::settings::OverloadPolicy;
 
 /// The limits that bound one session.
@@ -60,6 +61,9 @@ pub(crate) enum Transmit {
         /// Packet identifier.
         pkid: u16,
     },
+    /// A queued message whose MQTT 5 expiry passed before it could be sent: it is
+    /// dropped (the caller records it done).
+    Expired(Delivery),
 }
 
 /// Which acknowledgement an outgoing QoS 1/2 message is waiting for.
@@ -90,8 +94,8 @@ pub(crate) struct SessionState {
     next_seq: u64,
     incoming_qos2: HashSet<u16>,
     online: bool,
-    /// Granted subscriptions: filter → QoS.
-    pub subscriptions: BTreeMap<String, QoS>,
+    /// Granted subscriptions: filter → options.
+    pub subscriptions: BTreeMap<String, SubOpts>,
 }
 
 impl SessionState {
@@ -186,9 +190,15 @@ impl SessionState {
     }
 
     /// The next PUBLISH to send, if the queue is not empty and the inflight window
-    /// (for QoS 1/2) has room. QoS 1/2 messages enter the inflight window here.
-    pub fn poll_transmit(&mut self, limits: &Limits) -> Option<Transmit> {
+    /// (for QoS 1/2) has room. QoS 1/2 messages enter the inflight window here. A message
+    /// expired at `now` (ms since the epoch) comes back as [`Transmit::Expired`].
+    pub fn poll_transmit(&mut self, limits: &Limits, now: u64) -> Option<Transmit> {
         let front = self.pending.front()?;
+        if front.msg.expired(now) {
+            let delivery = self.pending.pop_front()?;
+            self.pending_bytes -= delivery.msg.payload.len();
+            return Some(Transmit::Expired(delivery));
+        }
         if front.qos != QoS::AtMostOnce && self.inflight.len() >= limits.max_inflight.max(1) {
             return None;
         }
@@ -243,6 +253,13 @@ impl SessionState {
     /// PUBACK received: the QoS 1 delivery it completes, if any.
     pub fn on_puback(&mut self, pkid: u16) -> Option<Delivery> {
         let at = self.position(pkid, Stage::Ack)?;
+        self.inflight.remove(at).map(|i| i.delivery)
+    }
+
+    /// Forgets the inflight delivery `pkid` whatever its stage (it could not be sent: it
+    /// is larger than the client's maximum packet size).
+    pub fn drop_inflight(&mut self, pkid: u16) -> Option<Delivery> {
+        let at = self.inflight.iter().position(|i| i.pkid == pkid)?;
         self.inflight.remove(at).map(|i| i.delivery)
     }
 
@@ -324,9 +341,12 @@ mod tests {
                 qos,
                 retain: false,
                 properties: Properties::default(),
+                origin: 0,
+                expires_at: None,
             }),
             qos,
             retain: false,
+            sub_ids: Default::default(),
         }
     }
 
@@ -351,15 +371,15 @@ mod tests {
             let d = delivery(&mut s, qos, "x");
             assert_eq!(s.enqueue(d, &l), Enqueued::Queued);
         }
-        assert_eq!(pkid_of(s.poll_transmit(&l)), 1);
-        assert_eq!(pkid_of(s.poll_transmit(&l)), 2);
-        assert_eq!(s.poll_transmit(&l), None, "window of 2 is full");
+        assert_eq!(pkid_of(s.poll_transmit(&l, 0)), 1);
+        assert_eq!(pkid_of(s.poll_transmit(&l, 0)), 2);
+        assert_eq!(s.poll_transmit(&l, 0), None, "window of 2 is full");
         assert!(s.on_puback(1).is_some());
-        assert_eq!(pkid_of(s.poll_transmit(&l)), 3);
+        assert_eq!(pkid_of(s.poll_transmit(&l, 0)), 3);
         let d = delivery(&mut s, QoS::AtMostOnce, "x");
         s.enqueue(d, &l);
         assert_eq!(
-            pkid_of(s.poll_transmit(&l)),
+            pkid_of(s.poll_transmit(&l, 0)),
             0,
             "QoS 0 passes a full window"
         );
@@ -373,8 +393,8 @@ mod tests {
         let b = delivery(&mut s, QoS::ExactlyOnce, "b");
         s.enqueue(a, &l);
         s.enqueue(b, &l);
-        let pa = pkid_of(s.poll_transmit(&l));
-        let pb = pkid_of(s.poll_transmit(&l));
+        let pa = pkid_of(s.poll_transmit(&l, 0));
+        let pb = pkid_of(s.poll_transmit(&l, 0));
         assert_eq!(s.on_puback(pa), None, "PUBACK does not complete QoS 2");
         assert_eq!(s.on_pubrec(pa), Some(1));
         assert_eq!(
@@ -405,12 +425,12 @@ mod tests {
         };
         let d = delivery(&mut s, QoS::AtLeastOnce, "x");
         s.enqueue(d, &l);
-        assert_eq!(pkid_of(s.poll_transmit(&l)), 1);
+        assert_eq!(pkid_of(s.poll_transmit(&l, 0)), 1);
         s.next_pkid = u16::MAX;
         let d = delivery(&mut s, QoS::AtLeastOnce, "x");
         s.enqueue(d, &l);
         assert_eq!(
-            pkid_of(s.poll_transmit(&l)),
+            pkid_of(s.poll_transmit(&l, 0)),
             2,
             "wraps to 1, which is in use"
         );
@@ -487,6 +507,26 @@ mod tests {
     }
 
     #[test]
+    fn expired_messages_are_not_sent() {
+        let mut s = online();
+        let l = limits();
+        let mut d = delivery(&mut s, QoS::AtLeastOnce, "old");
+        if let Some(m) = Arc::get_mut(&mut d.msg) {
+            m.expires_at = Some(1_000);
+        }
+        s.enqueue(d, &l);
+        let fresh = delivery(&mut s, QoS::AtLeastOnce, "new");
+        s.enqueue(fresh, &l);
+        match s.poll_transmit(&l, 1_000) {
+            Some(Transmit::Expired(d)) => assert_eq!(d.msg.payload, "old"),
+            other => panic!("expected the expired message, got {other:?}"),
+        }
+        assert_eq!(pkid_of(s.poll_transmit(&l, 1_000)), 1);
+        assert!(s.drop_inflight(1).is_some());
+        assert_eq!(s.inflight(), 0);
+    }
+
+    #[test]
     fn queue_preserves_order() {
         let mut s = online();
         let l = Limits {
@@ -499,7 +539,7 @@ mod tests {
             s.enqueue(d, &l);
         }
         let mut got = Vec::new();
-        while let Some(Transmit::Publish { delivery, .. }) = s.poll_transmit(&l) {
+        while let Some(Transmit::Publish { delivery, .. }) = s.poll_transmit(&l, 0) {
             got.push(delivery.msg.payload.clone());
         }
         assert_eq!(got, ["a", "b", "c"]);

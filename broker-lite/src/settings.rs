@@ -28,6 +28,20 @@ pub struct BrokerSettings {
     pub overload: OverloadPolicy,
     /// Disk persistence; `None` keeps everything in memory only (default `None`).
     pub persistence: Option<PersistenceSettings>,
+    /// MQTT 5 Receive Maximum announced in CONNACK: QoS 1/2 PUBLISHes a client may have
+    /// unacknowledged towards the broker; more is a protocol error, DISCONNECT 0x93
+    /// (default 65535, i.e. no practical limit).
+    pub receive_maximum: u16,
+    /// MQTT 5 Topic Alias Maximum announced in CONNACK: aliases a client may use towards
+    /// the broker; 0 disables inbound aliases (default 10, as mosquitto).
+    pub topic_alias_maximum: u16,
+    /// Largest keep alive (seconds) granted to an MQTT 5 client; a client asking for more,
+    /// or for none while this is below 65535, is told this value as Server Keep Alive
+    /// (default 65535: the client's value is used).
+    pub max_keep_alive: u16,
+    /// MQTT 5 Response Information sent to clients that request it (a basis for their
+    /// response topics); `None` sends none (default `None`).
+    pub response_information: Option<String>,
 }
 
 impl Default for BrokerSettings {
@@ -44,6 +58,10 @@ impl Default for BrokerSettings {
             retain_available: true,
             overload: OverloadPolicy::Backpressure,
             persistence: None,
+            receive_maximum: u16::MAX,
+            topic_alias_maximum: 10,
+            max_keep_alive: u16::MAX,
+            response_information: None,
         }
     }
 }

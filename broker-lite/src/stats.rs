@@ -17,6 +17,11 @@ pub struct Stats {
     pub clients_connected: AtomicU64,
     /// Messages dropped because a session's queue was full (counted and logged).
     pub messages_dropped: AtomicU64,
+    /// MQTT 5 messages that expired before they could be delivered to a subscriber.
+    pub messages_expired: AtomicU64,
+    /// Packets not sent because they exceed the client's MQTT 5 maximum packet size
+    /// (counted and logged; a dropped PUBLISH counts as delivered).
+    pub packets_too_large: AtomicU64,
 }
 
 impl Stats {

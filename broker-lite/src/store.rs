@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use mqgate_protocol::Properties;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
@@ -132,6 +133,123 @@ pub(crate) enum Record {
         /// Packet id.
         pkid: u16,
     },
+    // Records added for MQTT 5 (appended, so that logs written before still decode).
+    /// A retained message with MQTT 5 properties or an expiry.
+    RetainV5 {
+        /// Topic.
+        topic: Arc<str>,
+        /// Payload (non-empty).
+        payload: Bytes,
+        /// QoS.
+        qos: u8,
+        /// Properties forwarded with it.
+        props: StoredProps,
+        /// Absolute expiry (ms since the epoch).
+        expires_at: Option<u64>,
+    },
+    /// A message body with MQTT 5 properties or an expiry.
+    MessageV5 {
+        /// Message id.
+        id: u64,
+        /// Topic.
+        topic: Arc<str>,
+        /// Payload.
+        payload: Bytes,
+        /// QoS as published.
+        qos: u8,
+        /// Properties forwarded with it.
+        props: StoredProps,
+        /// Absolute expiry (ms since the epoch).
+        expires_at: Option<u64>,
+    },
+    /// A subscription with MQTT 5 options or a subscription identifier.
+    SubscribeV5 {
+        /// Session id.
+        sid: u64,
+        /// Topic filter.
+        filter: Arc<str>,
+        /// Options byte (QoS, No Local, Retain As Published).
+        options: u8,
+        /// Subscription identifier (0 = none).
+        id: u32,
+    },
+    /// The session expiry interval of a session (absent: never expires).
+    SessionExpiry {
+        /// Session id.
+        sid: u64,
+        /// Seconds after the disconnect; `u32::MAX` = never.
+        interval: u32,
+    },
+    /// The session went offline and ends at `at` (ms since the epoch), or came back
+    /// online (`None`).
+    SessionDeadline {
+        /// Session id.
+        sid: u64,
+        /// Absolute end of the session.
+        at: Option<u64>,
+    },
+    /// Subscription identifiers of a queued delivery (follows its `Enqueue`).
+    EnqueueIds {
+        /// Session id.
+        sid: u64,
+        /// Delivery sequence number.
+        seq: u64,
+        /// The identifiers.
+        ids: Vec<u32>,
+    },
+}
+
+/// The MQTT 5 properties of a message that are forwarded to subscribers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredProps {
+    /// Payload format indicator.
+    pub payload_format_indicator: Option<u8>,
+    /// Content type.
+    pub content_type: Option<Arc<str>>,
+    /// Response topic.
+    pub response_topic: Option<Arc<str>>,
+    /// Correlation data.
+    pub correlation_data: Option<Bytes>,
+    /// User properties, in order.
+    pub user_properties: Vec<(String, String)>,
+}
+
+impl StoredProps {
+    /// The forwarded part of `p`.
+    pub fn from_properties(p: &Properties) -> StoredProps {
+        StoredProps {
+            payload_format_indicator: p.payload_format_indicator,
+            content_type: p.content_type.clone(),
+            response_topic: p.response_topic.clone(),
+            correlation_data: p.correlation_data.clone(),
+            user_properties: p.user_properties.clone(),
+        }
+    }
+
+    /// Back into a property block.
+    pub fn to_properties(&self) -> Properties {
+        Properties {
+            payload_format_indicator: self.payload_format_indicator,
+            content_type: self.content_type.clone(),
+            response_topic: self.response_topic.clone(),
+            correlation_data: self.correlation_data.clone(),
+            user_properties: self.user_properties.clone(),
+            ..Properties::default()
+        }
+    }
+}
+
+/// A retained message as persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ModelRetained {
+    /// Payload.
+    pub payload: Bytes,
+    /// QoS.
+    pub qos: u8,
+    /// MQTT 5 properties, if any.
+    pub props: Option<StoredProps>,
+    /// Absolute expiry (ms since the epoch).
+    pub expires_at: Option<u64>,
 }
 
 /// A persisted message body and how many queued deliveries reference it.
@@ -143,6 +261,10 @@ pub(crate) struct ModelMessage {
     pub payload: Bytes,
     /// QoS as published.
     pub qos: u8,
+    /// MQTT 5 properties, if any.
+    pub props: Option<StoredProps>,
+    /// Absolute expiry (ms since the epoch).
+    pub expires_at: Option<u64>,
     refs: usize,
 }
 
@@ -159,6 +281,8 @@ pub(crate) struct ModelQueued {
     pub pkid: Option<u16>,
     /// PUBREC received.
     pub released: bool,
+    /// Subscription identifiers.
+    pub sub_ids: Vec<u32>,
 }
 
 /// A persistent session.
@@ -168,19 +292,23 @@ pub(crate) struct ModelSession {
     pub client_id: Arc<str>,
     /// Authorized user name.
     pub username: Option<Arc<str>>,
-    /// Filter → QoS.
-    pub subs: BTreeMap<Arc<str>, u8>,
+    /// Filter → (options byte, subscription identifier).
+    pub subs: BTreeMap<Arc<str>, (u8, u32)>,
     /// Deliveries by sequence number.
     pub queue: BTreeMap<u64, ModelQueued>,
     /// Incoming QoS 2 ids awaiting PUBREL.
     pub inbound: BTreeSet<u16>,
+    /// Session expiry interval in seconds; `u32::MAX` = never.
+    pub expiry_interval: u32,
+    /// While offline: when the session ends (ms since the epoch).
+    pub deadline: Option<u64>,
 }
 
 /// The persisted state, as replayed from records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Model {
-    /// Retained messages: topic → (payload, QoS).
-    pub retained: BTreeMap<Arc<str>, (Bytes, u8)>,
+    /// Retained messages by topic.
+    pub retained: BTreeMap<Arc<str>, ModelRetained>,
     /// Persistent sessions by id.
     pub sessions: BTreeMap<u64, ModelSession>,
     /// Message bodies by id.
@@ -205,7 +333,32 @@ impl Model {
                 payload,
                 qos,
             } => {
-                self.retained.insert(topic.clone(), (payload.clone(), *qos));
+                self.retained.insert(
+                    topic.clone(),
+                    ModelRetained {
+                        payload: payload.clone(),
+                        qos: *qos,
+                        props: None,
+                        expires_at: None,
+                    },
+                );
+            }
+            Record::RetainV5 {
+                topic,
+                payload,
+                qos,
+                props,
+                expires_at,
+            } => {
+                self.retained.insert(
+                    topic.clone(),
+                    ModelRetained {
+                        payload: payload.clone(),
+                        qos: *qos,
+                        props: Some(props.clone()),
+                        expires_at: *expires_at,
+                    },
+                );
             }
             Record::RetainClear { topic } => {
                 self.retained.remove(topic);
@@ -223,8 +376,20 @@ impl Model {
                         subs: BTreeMap::new(),
                         queue: BTreeMap::new(),
                         inbound: BTreeSet::new(),
+                        expiry_interval: u32::MAX,
+                        deadline: None,
                     },
                 );
+            }
+            Record::SessionExpiry { sid, interval } => {
+                if let Some(s) = self.sessions.get_mut(sid) {
+                    s.expiry_interval = *interval;
+                }
+            }
+            Record::SessionDeadline { sid, at } => {
+                if let Some(s) = self.sessions.get_mut(sid) {
+                    s.deadline = *at;
+                }
             }
             Record::SessionClose { sid } => {
                 if let Some(session) = self.sessions.remove(sid) {
@@ -235,7 +400,17 @@ impl Model {
             }
             Record::Subscribe { sid, filter, qos } => {
                 if let Some(s) = self.sessions.get_mut(sid) {
-                    s.subs.insert(filter.clone(), *qos);
+                    s.subs.insert(filter.clone(), (*qos, 0));
+                }
+            }
+            Record::SubscribeV5 {
+                sid,
+                filter,
+                options,
+                id,
+            } => {
+                if let Some(s) = self.sessions.get_mut(sid) {
+                    s.subs.insert(filter.clone(), (*options, *id));
                 }
             }
             Record::Unsubscribe { sid, filter } => {
@@ -253,8 +428,36 @@ impl Model {
                     topic: topic.clone(),
                     payload: payload.clone(),
                     qos: *qos,
+                    props: None,
+                    expires_at: None,
                     refs: 0,
                 });
+            }
+            Record::MessageV5 {
+                id,
+                topic,
+                payload,
+                qos,
+                props,
+                expires_at,
+            } => {
+                self.messages.entry(*id).or_insert_with(|| ModelMessage {
+                    topic: topic.clone(),
+                    payload: payload.clone(),
+                    qos: *qos,
+                    props: Some(props.clone()),
+                    expires_at: *expires_at,
+                    refs: 0,
+                });
+            }
+            Record::EnqueueIds { sid, seq, ids } => {
+                if let Some(q) = self
+                    .sessions
+                    .get_mut(sid)
+                    .and_then(|s| s.queue.get_mut(seq))
+                {
+                    q.sub_ids.clone_from(ids);
+                }
             }
             Record::Enqueue {
                 sid,
@@ -278,6 +481,7 @@ impl Model {
                         retain: *retain,
                         pkid: None,
                         released: false,
+                        sub_ids: Vec::new(),
                     },
                 );
             }
@@ -321,11 +525,20 @@ impl Model {
     /// The records that rebuild this model from nothing.
     pub fn snapshot(&self) -> Vec<Record> {
         let mut out = Vec::new();
-        for (topic, (payload, qos)) in &self.retained {
-            out.push(Record::Retain {
-                topic: topic.clone(),
-                payload: payload.clone(),
-                qos: *qos,
+        for (topic, r) in &self.retained {
+            out.push(match &r.props {
+                None if r.expires_at.is_none() => Record::Retain {
+                    topic: topic.clone(),
+                    payload: r.payload.clone(),
+                    qos: r.qos,
+                },
+                props => Record::RetainV5 {
+                    topic: topic.clone(),
+                    payload: r.payload.clone(),
+                    qos: r.qos,
+                    props: props.clone().unwrap_or_default(),
+                    expires_at: r.expires_at,
+                },
             });
         }
         let mut ids: Vec<&u64> = self
@@ -337,11 +550,21 @@ impl Model {
         ids.sort_unstable();
         for id in ids {
             if let Some(m) = self.messages.get(id) {
-                out.push(Record::Message {
-                    id: *id,
-                    topic: m.topic.clone(),
-                    payload: m.payload.clone(),
-                    qos: m.qos,
+                out.push(match &m.props {
+                    None if m.expires_at.is_none() => Record::Message {
+                        id: *id,
+                        topic: m.topic.clone(),
+                        payload: m.payload.clone(),
+                        qos: m.qos,
+                    },
+                    props => Record::MessageV5 {
+                        id: *id,
+                        topic: m.topic.clone(),
+                        payload: m.payload.clone(),
+                        qos: m.qos,
+                        props: props.clone().unwrap_or_default(),
+                        expires_at: m.expires_at,
+                    },
                 });
             }
         }
@@ -351,11 +574,32 @@ impl Model {
                 client_id: s.client_id.clone(),
                 username: s.username.clone(),
             });
-            for (filter, qos) in &s.subs {
-                out.push(Record::Subscribe {
+            if s.expiry_interval != u32::MAX {
+                out.push(Record::SessionExpiry {
                     sid: *sid,
-                    filter: filter.clone(),
-                    qos: *qos,
+                    interval: s.expiry_interval,
+                });
+            }
+            if s.deadline.is_some() {
+                out.push(Record::SessionDeadline {
+                    sid: *sid,
+                    at: s.deadline,
+                });
+            }
+            for (filter, &(options, id)) in &s.subs {
+                out.push(if options <= 2 && id == 0 {
+                    Record::Subscribe {
+                        sid: *sid,
+                        filter: filter.clone(),
+                        qos: options,
+                    }
+                } else {
+                    Record::SubscribeV5 {
+                        sid: *sid,
+                        filter: filter.clone(),
+                        options,
+                        id,
+                    }
                 });
             }
             for (seq, q) in &s.queue {
@@ -366,6 +610,13 @@ impl Model {
                     qos: q.qos,
                     retain: q.retain,
                 });
+                if !q.sub_ids.is_empty() {
+                    out.push(Record::EnqueueIds {
+                        sid: *sid,
+                        seq: *seq,
+                        ids: q.sub_ids.clone(),
+                    });
+                }
                 if let Some(pkid) = q.pkid {
                     out.push(Record::Sent {
                         sid: *sid,
@@ -556,6 +807,51 @@ mod tests {
             },
             Record::Released { sid: 7, seq: 1 },
             Record::InboundQos2 { sid: 7, pkid: 3 },
+            Record::SessionExpiry {
+                sid: 7,
+                interval: 60,
+            },
+            Record::SessionDeadline {
+                sid: 7,
+                at: Some(123_456),
+            },
+            Record::SubscribeV5 {
+                sid: 7,
+                filter: Arc::from("$share/g/x"),
+                options: 0b1101,
+                id: 4,
+            },
+            Record::MessageV5 {
+                id: 3,
+                topic: Arc::from("a/d"),
+                payload: Bytes::from_static(b"three"),
+                qos: 1,
+                props: StoredProps {
+                    content_type: Some(Arc::from("text/plain")),
+                    user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
+                    ..StoredProps::default()
+                },
+                expires_at: Some(99),
+            },
+            Record::Enqueue {
+                sid: 7,
+                seq: 3,
+                msg: 3,
+                qos: 1,
+                retain: false,
+            },
+            Record::EnqueueIds {
+                sid: 7,
+                seq: 3,
+                ids: vec![4, 5],
+            },
+            Record::RetainV5 {
+                topic: Arc::from("r5"),
+                payload: Bytes::from_static(b"y"),
+                qos: 0,
+                props: StoredProps::default(),
+                expires_at: Some(42),
+            },
         ]
     }
 
@@ -583,6 +879,14 @@ mod tests {
         assert_eq!(s.queue[&1].pkid, Some(9));
         assert!(s.queue[&1].released);
         assert!(s.inbound.contains(&3));
+        assert_eq!(s.expiry_interval, 60);
+        assert_eq!(s.deadline, Some(123_456));
+        assert_eq!(s.subs[&Arc::<str>::from("$share/g/x")], (0b1101, 4));
+        assert_eq!(s.queue[&3].sub_ids, [4, 5]);
+        let m = &model.messages[&3];
+        assert_eq!(m.expires_at, Some(99));
+        assert_eq!(m.props.as_ref().unwrap().user_properties.len(), 2);
+        assert_eq!(model.retained[&Arc::<str>::from("r5")].expires_at, Some(42));
     }
 
     #[test]
@@ -592,6 +896,9 @@ mod tests {
         let model = replay(&records);
         assert!(!model.messages.contains_key(&2));
         assert!(model.messages.contains_key(&1));
+        records.push(Record::RetainClear {
+            topic: Arc::from("r5"),
+        });
         records.push(Record::SessionClose { sid: 7 });
         records.push(Record::RetainClear {
             topic: Arc::from("r"),

@@ -61,6 +61,8 @@ fn publish_all(core: &Core) {
             qos: QoS::AtMostOnce,
             retain: true,
             properties: Default::default(),
+            origin: 0,
+            expires_at: None,
         });
         core.publish(msg, &mut RouteOutcome::default());
     }

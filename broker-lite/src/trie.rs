@@ -5,22 +5,21 @@
 use std::collections::HashMap;
 use std::str::Split;
 
-use mqgate_protocol::QoS;
-
-/// Subscribers of type `T`, each identified by a `u64` key, indexed by topic filter.
+/// Subscribers of type `T`, each identified by a `u64` key and carrying options `O`
+/// (e.g. the granted QoS), indexed by topic filter.
 #[derive(Debug)]
-pub(crate) struct Trie<T> {
-    root: Node<T>,
+pub(crate) struct Trie<T, O> {
+    root: Node<T, O>,
     len: usize,
 }
 
 #[derive(Debug)]
-struct Node<T> {
-    children: HashMap<Box<str>, Node<T>>,
-    subscribers: Vec<(u64, T, QoS)>,
+struct Node<T, O> {
+    children: HashMap<Box<str>, Node<T, O>>,
+    subscribers: Vec<(u64, T, O)>,
 }
 
-impl<T> Default for Node<T> {
+impl<T, O> Default for Node<T, O> {
     fn default() -> Self {
         Node {
             children: HashMap::new(),
@@ -29,9 +28,9 @@ impl<T> Default for Node<T> {
     }
 }
 
-impl<T: Clone> Trie<T> {
+impl<T: Clone, O: Copy> Trie<T, O> {
     /// An empty trie.
-    pub fn new() -> Trie<T> {
+    pub fn new() -> Trie<T, O> {
         Trie {
             root: Node::default(),
             len: 0,
@@ -43,18 +42,18 @@ impl<T: Clone> Trie<T> {
         self.len
     }
 
-    /// Subscribes `key` to the valid `filter` with `qos`, replacing an earlier QoS.
+    /// Subscribes `key` to the valid `filter` with options `opts`, replacing earlier ones.
     /// Returns true if the subscription is new.
-    pub fn insert(&mut self, filter: &str, key: u64, value: T, qos: QoS) -> bool {
+    pub fn insert(&mut self, filter: &str, key: u64, value: T, opts: O) -> bool {
         let mut node = &mut self.root;
         for level in filter.split('/') {
             node = node.children.entry(Box::from(level)).or_default();
         }
         if let Some(existing) = node.subscribers.iter_mut().find(|s| s.0 == key) {
-            existing.2 = qos;
+            existing.2 = opts;
             return false;
         }
-        node.subscribers.push((key, value, qos));
+        node.subscribers.push((key, value, opts));
         self.len += 1;
         true
     }
@@ -68,7 +67,7 @@ impl<T: Clone> Trie<T> {
         removed
     }
 
-    fn remove_in(node: &mut Node<T>, mut levels: Split<'_, char>, key: u64) -> bool {
+    fn remove_in(node: &mut Node<T, O>, mut levels: Split<'_, char>, key: u64) -> bool {
         match levels.next() {
             None => {
                 let before = node.subscribers.len();
@@ -90,16 +89,16 @@ impl<T: Clone> Trie<T> {
 
     /// Appends every subscription matching the topic name `topic` to `out` (a subscriber
     /// with several matching filters appears once per filter).
-    pub fn matches(&self, topic: &str, out: &mut Vec<(u64, T, QoS)>) {
+    pub fn matches(&self, topic: &str, out: &mut Vec<(u64, T, O)>) {
         let dollar = topic.starts_with('$');
         Self::collect(&self.root, topic.split('/'), !dollar, out);
     }
 
     fn collect(
-        node: &Node<T>,
+        node: &Node<T, O>,
         mut levels: Split<'_, char>,
         wildcards: bool,
-        out: &mut Vec<(u64, T, QoS)>,
+        out: &mut Vec<(u64, T, O)>,
     ) {
         match levels.next() {
             None => {
@@ -128,9 +127,11 @@ impl<T: Clone> Trie<T> {
 
 #[cfg(test)]
 mod tests {
+    use mqgate_protocol::QoS;
+
     use super::*;
 
-    fn matched(trie: &Trie<&'static str>, topic: &str) -> Vec<&'static str> {
+    fn matched(trie: &Trie<&'static str, QoS>, topic: &str) -> Vec<&'static str> {
         let mut out = Vec::new();
         trie.matches(topic, &mut out);
         let mut names: Vec<_> = out.into_iter().map(|(_, v, _)| v).collect();

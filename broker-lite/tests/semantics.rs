@@ -11,19 +11,27 @@ use support::*;
 const SHORT: Duration = Duration::from_millis(300);
 
 #[tokio::test]
-async fn connect_levels_3_and_4_are_accepted_and_5_is_refused() {
+async fn connect_levels_3_4_and_5_are_accepted_and_6_is_refused() {
     let b = TestBroker::start(settings()).await;
-    for version in [ProtocolVersion::V3_1, ProtocolVersion::V3_1_1] {
+    for version in [
+        ProtocolVersion::V3_1,
+        ProtocolVersion::V3_1_1,
+        ProtocolVersion::V5,
+    ] {
         let mut c = connect_packet("lvl", true, 30, None);
         c.protocol = version;
         let (raw, ack) = Raw::connect_with(b.addr, c).await;
         assert_eq!(ack.reason, ReasonCode::Success, "{version:?}");
         raw.disconnect().await;
     }
-    let mut c = connect_packet("v5", true, 30, None);
-    c.protocol = ProtocolVersion::V5;
-    let (mut raw, ack) = Raw::connect_with(b.addr, c).await;
-    assert_eq!(ack.reason, ReasonCode::UnsupportedProtocolVersion);
+    let mut raw = Raw::open(b.addr).await;
+    // CONNECT, protocol "MQTT" level 6.
+    raw.send_bytes(&[0x10, 10, 0, 4, b'M', b'Q', b'T', b'T', 6, 2, 0, 30])
+        .await;
+    match raw.recv().await {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.reason, ReasonCode::UnsupportedProtocolVersion),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
     raw.expect_closed().await;
     b.shutdown().await;
 }
