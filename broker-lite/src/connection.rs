@@ -316,6 +316,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         tokio::pin!(deadline);
         let max = self.core.settings.max_packet_size;
         loop {
+            let v5_hint = is_v5_connect(&self.rbuf);
             match decode_packet(&mut self.rbuf, ProtocolVersion::V3_1_1, max) {
                 Ok(Some(Packet::Connect(c))) => return Ok(Some(c)),
                 Ok(Some(_)) => {
@@ -332,7 +333,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                         let _ = self.flush_all().await;
                         return Ok(None);
                     }
-                    if is_v5_connect(&self.rbuf) {
+                    if v5_hint {
                         let code = e.reason_code();
                         let code = if code.allowed_in(PacketType::ConnAck) {
                             code

@@ -31,11 +31,18 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub async fn start(settings: BrokerSettings) -> TestBroker {
+        TestBroker::start_with(settings, Arc::new(AllowAll)).await
+    }
+
+    pub async fn start_with(
+        settings: BrokerSettings,
+        authorizer: Arc<dyn mqgate_broker_lite::Authorizer>,
+    ) -> TestBroker {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("mqgate_broker_lite=debug")
             .with_test_writer()
             .try_init();
-        let broker = Broker::start(settings, Arc::new(AllowAll)).await.unwrap();
+        let broker = Broker::start(settings, authorizer).await.unwrap();
         let handle = broker.handle();
         let stop = CancellationToken::new();
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -282,5 +289,98 @@ impl Raw {
     pub async fn disconnect(mut self) {
         self.send(&Packet::Disconnect(Default::default())).await;
         let _ = self.recv_within(WAIT).await;
+    }
+}
+
+/// An MQTT 5 CONNECT with a session expiry interval.
+pub fn connect_v5(client_id: &str, clean: bool, expiry: u32) -> Connect {
+    let mut c = connect_packet(client_id, clean, 60, None);
+    c.protocol = ProtocolVersion::V5;
+    c.properties.session_expiry_interval = (expiry > 0).then_some(expiry);
+    c
+}
+
+/// Connects with an MQTT 5 CONNECT and asserts success.
+pub async fn raw_v5(addr: SocketAddr, c: Connect) -> (Raw, ConnAck) {
+    let (raw, ack) = Raw::connect_with(addr, c).await;
+    assert_eq!(ack.reason, mqgate_protocol::ReasonCode::Success, "{ack:?}");
+    (raw, ack)
+}
+
+/// A SUBSCRIBE with full MQTT 5 options and an optional subscription identifier.
+pub fn subscribe_v5(filter: &str, options: SubscriptionOptions, id: Option<u32>) -> Packet {
+    Packet::Subscribe(Subscribe {
+        pkid: 5,
+        filters: vec![SubscribeFilter {
+            filter: filter.to_owned(),
+            options,
+        }],
+        properties: Properties {
+            subscription_identifiers: id.into_iter().collect(),
+            ..Properties::default()
+        },
+    })
+}
+
+impl Raw {
+    /// Sends a SUBSCRIBE and returns its SUBACK.
+    pub async fn request_suback(&mut self, p: Packet) -> SubAck {
+        self.send(&p).await;
+        match self.recv().await {
+            Some(Packet::SubAck(a)) => a,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Expects the broker's DISCONNECT and returns its reason, then the close.
+    pub async fn expect_disconnect(&mut self) -> mqgate_protocol::ReasonCode {
+        loop {
+            match self.recv().await {
+                Some(Packet::Disconnect(d)) => {
+                    self.expect_closed().await;
+                    return d.reason;
+                }
+                Some(_) => continue,
+                None => panic!("closed without DISCONNECT"),
+            }
+        }
+    }
+}
+
+/// A raw client over an in-process stream (e.g. `tokio::io::duplex`).
+pub struct DuplexClient<S> {
+    stream: S,
+    buf: BytesMut,
+    version: ProtocolVersion,
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> DuplexClient<S> {
+    pub fn new(stream: S, version: ProtocolVersion) -> Self {
+        DuplexClient {
+            stream,
+            buf: BytesMut::new(),
+            version,
+        }
+    }
+
+    pub async fn send(&mut self, p: &Packet) {
+        let mut out = BytesMut::new();
+        encode_packet(p, self.version, &mut out).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next packet (None on close); panics after WAIT.
+    pub async fn recv(&mut self) -> Option<Packet> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(p) = decode_packet(&mut self.buf, self.version, 1 << 24).unwrap() {
+                return Some(p);
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => panic!("timed out waiting for a packet"),
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(_)) => {}
+            }
+        }
     }
 }
