@@ -110,6 +110,8 @@ fn broker_settings(config: &Config) -> BrokerSettings {
             flush_interval: p.flush_interval,
             compaction_threshold_bytes: p.compaction_threshold_bytes,
         }),
+        // MQTT 5 limits that the configuration does not expose keep broker-lite's defaults.
+        ..BrokerSettings::default()
     }
 }
 

@@ -1,5 +1,5 @@
 //! Test support: start the real `mqgate` binary on a free port and control its life.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
