@@ -7,6 +7,7 @@ mod error;
 pub mod password;
 mod security;
 pub mod ssh;
+pub mod tls;
 
 pub use error::Error;
 pub use security::Security;

@@ -3,10 +3,12 @@
 mod cache;
 mod file;
 mod hash;
+mod input;
 mod throttle;
 mod verifier;
 
 pub use file::{check_username, PasswordFile};
 pub use hash::{Argon2Cost, StoredHash};
+pub use input::read_password;
 pub use throttle::ThrottleSettings;
 pub use verifier::{Verifier, VerifierSettings};

@@ -1,0 +1,250 @@
+//! The TLS accept loop: a permit per connection, spawn before the handshake, the
+//! handshake under a timeout inside the connection's task, one log line per failed
+//! handshake, then the stream and its certificate identity go to broker-lite.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mqgate_broker_lite::{BrokerHandle, Identity};
+use rustls::{CertificateError, Error as TlsError};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn, Instrument as _};
+
+use crate::tls::config::{common_name, TlsSettings};
+use crate::tls::source::TlsAcceptorSource;
+
+/// Limits of a TLS listener.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsServeOptions {
+    /// Time allowed for the TLS handshake, from TCP accept.
+    pub handshake_timeout: Duration,
+    /// Connections (including handshakes in progress) held open at once; further
+    /// connections wait in the kernel's accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for TlsServeOptions {
+    fn default() -> Self {
+        TlsServeOptions {
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Why a handshake failed, as logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The handshake did not finish within the timeout (stalled or very slow peer).
+    TimedOut,
+    /// The peer closed the connection during the handshake.
+    PeerClosed,
+    /// The bytes received were not TLS (e.g. plaintext MQTT on the TLS port).
+    NotTls,
+    /// A client certificate is required and none was presented.
+    NoClientCertificate,
+    /// The client certificate has expired.
+    ExpiredCertificate,
+    /// The client certificate is revoked by the CRL.
+    RevokedCertificate,
+    /// The client certificate does not chain to the configured CA.
+    UnknownIssuer,
+    /// Another certificate problem.
+    BadCertificate(String),
+    /// The peer sent a TLS alert (e.g. it rejected our certificate).
+    AlertFromPeer(String),
+    /// `use_identity_as_username` is on but the certificate has no CN.
+    NoCommonName,
+    /// Anything else.
+    Other(String),
+}
+
+impl std::fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandshakeFailure::TimedOut => f.write_str("handshake timed out"),
+            HandshakeFailure::PeerClosed => {
+                f.write_str("peer closed the connection during the handshake")
+            }
+            HandshakeFailure::NotTls => {
+                f.write_str("not a TLS handshake (plaintext on the TLS port?)")
+            }
+            HandshakeFailure::NoClientCertificate => {
+                f.write_str("client certificate required but none presented")
+            }
+            HandshakeFailure::ExpiredCertificate => f.write_str("client certificate expired"),
+            HandshakeFailure::RevokedCertificate => f.write_str("client certificate revoked"),
+            HandshakeFailure::UnknownIssuer => {
+                f.write_str("client certificate not issued by the configured CA")
+            }
+            HandshakeFailure::BadCertificate(s) => write!(f, "bad client certificate: {s}"),
+            HandshakeFailure::AlertFromPeer(s) => write!(f, "peer sent alert {s}"),
+            HandshakeFailure::NoCommonName => {
+                f.write_str("client certificate has no CN to use as user name")
+            }
+            HandshakeFailure::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl HandshakeFailure {
+    /// Classifies the error returned by `TlsAcceptor::accept`.
+    pub fn classify(e: &io::Error) -> HandshakeFailure {
+        if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<TlsError>()) {
+            return match tls {
+                TlsError::InvalidMessage(_) => HandshakeFailure::NotTls,
+                TlsError::NoCertificatesPresented => HandshakeFailure::NoClientCertificate,
+                TlsError::InvalidCertificate(c) => match c {
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                        HandshakeFailure::ExpiredCertificate
+                    }
+                    CertificateError::Revoked => HandshakeFailure::RevokedCertificate,
+                    CertificateError::UnknownIssuer => HandshakeFailure::UnknownIssuer,
+                    other => HandshakeFailure::BadCertificate(format!("{other:?}")),
+                },
+                TlsError::AlertReceived(a) => HandshakeFailure::AlertFromPeer(format!("{a:?}")),
+                other => HandshakeFailure::Other(other.to_string()),
+            };
+        }
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe => HandshakeFailure::PeerClosed,
+            _ => HandshakeFailure::Other(e.to_string()),
+        }
+    }
+}
+
+/// [`serve_tls_with`] with default [`TlsServeOptions`].
+pub async fn serve_tls(
+    listener: TcpListener,
+    source: Arc<TlsAcceptorSource>,
+    broker: BrokerHandle,
+    shutdown: CancellationToken,
+) {
+    serve_tls_with(
+        listener,
+        source,
+        broker,
+        shutdown,
+        TlsServeOptions::default(),
+    )
+    .await;
+}
+
+/// Serves MQTT over TLS on `listener` until `shutdown`: each accepted connection gets a
+/// permit and its own task, where the handshake runs under `handshake_timeout`; the
+/// configuration is taken from `source` per connection, so a reload applies to the next
+/// handshake.
+pub async fn serve_tls_with(
+    listener: TcpListener,
+    source: Arc<TlsAcceptorSource>,
+    broker: BrokerHandle,
+    shutdown: CancellationToken,
+    options: TlsServeOptions,
+) {
+    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let mut delay = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                delay = Duration::from_millis(5);
+                let _ = tcp.set_nodelay(true);
+                let settings = source.current();
+                let task = connection(
+                    tcp,
+                    peer,
+                    settings,
+                    broker.clone(),
+                    options.handshake_timeout,
+                    shutdown.clone(),
+                    permit,
+                );
+                tokio::spawn(task.instrument(tracing::info_span!("tls", %peer)));
+            }
+            Err(error) => {
+                warn!(%error, delay_ms = delay.as_millis() as u64, "TLS accept failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    settings: Arc<TlsSettings>,
+    broker: BrokerHandle,
+    handshake_timeout: Duration,
+    shutdown: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) {
+    let acceptor = TlsAcceptor::from(settings.server_config.clone());
+    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp));
+    let result = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = handshake => r,
+    };
+    let stream = match result {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            let reason = HandshakeFailure::classify(&e);
+            warn!(%peer, %reason, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, reason = %HandshakeFailure::TimedOut, "TLS handshake failed");
+            return;
+        }
+    };
+    let conn = stream.get_ref().1;
+    let cn = conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(common_name);
+    debug!(
+        %peer,
+        version = ?conn.protocol_version(),
+        alpn = ?conn.alpn_protocol().map(String::from_utf8_lossy),
+        cn = cn.as_deref().unwrap_or(""),
+        "TLS handshake complete"
+    );
+    let transport_user = if settings.use_identity_as_username {
+        match (conn.peer_certificates().is_some_and(|c| !c.is_empty()), cn) {
+            (_, Some(cn)) => Some(cn),
+            (true, None) => {
+                warn!(%peer, reason = %HandshakeFailure::NoCommonName, "TLS handshake failed");
+                return;
+            }
+            (false, None) => None,
+        }
+    } else {
+        None
+    };
+    broker
+        .serve_connection(
+            stream,
+            Identity {
+                peer,
+                transport_user,
+            },
+        )
+        .await;
+}
