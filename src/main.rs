@@ -2,6 +2,7 @@
 //! All behaviour lives in the crates; this file only dispatches.
 
 mod bench;
+mod bridges;
 mod certs_cmd;
 mod config_cmd;
 mod run;

@@ -149,6 +149,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     }
+    crate::bridges::start_bridges(
+        &config,
+        broker.handle(),
+        &config.persistence.data_dir,
+        &tracker,
+        shutdown.clone(),
+    )
+    .await?;
     tracker.close();
     wait_for_signal().await;
     tracing::info!("shutting down: closing listeners, disconnecting clients, flushing state");
