@@ -509,24 +509,24 @@ impl Core {
             session.space.notify_waiters();
             return;
         }
-        let now_will = {
+        let (now_will, delayed) = {
             let mut slot = session.slot.lock();
             slot.state.set_online(false);
             session.connected.store(false, Ordering::Relaxed);
             slot.expiry = expiry;
-            let now_will = match will {
+            match will {
                 Some(w) if w.delay.min(expiry) > 0 => {
-                    let at = now_ms().saturating_add(u64::from(w.delay.min(expiry)) * 1000);
                     slot.will = Some(w.msg);
-                    drop(slot);
-                    self.schedule(session, at, Timer::Will);
-                    None
+                    (None, Some(w.delay.min(expiry)))
                 }
-                Some(w) => Some(w.msg),
-                None => None,
-            };
-            now_will
+                Some(w) => (Some(w.msg), None),
+                None => (None, None),
+            }
         };
+        if let Some(delay) = delayed {
+            let at = now_ms().saturating_add(u64::from(delay) * 1000);
+            self.schedule(session, at, Timer::Will);
+        }
         if let Some(msg) = now_will {
             self.publish_will(msg);
         }

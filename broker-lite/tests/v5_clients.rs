@@ -1,6 +1,8 @@
 //! MQTT 5 interoperability with real clients: `rumqttc::v5` and mosquitto_pub /
 //! mosquitto_sub `-V mqttv5`.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -24,14 +26,14 @@ fn client(id: &str, b: &TestBroker, alias_max: Option<u16>) -> (AsyncClient, Eve
 async fn poll_until<T>(events: &mut EventLoop, mut f: impl FnMut(Event) -> Option<T>) -> T {
     tokio::time::timeout(WAIT, async {
         loop {
-            let event = events.poll().await.expect("connection");
+            let event = events.poll().await.unwrap();
             if let Some(v) = f(event) {
                 return v;
             }
         }
     })
     .await
-    .expect("timed out")
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
