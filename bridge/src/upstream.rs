@@ -243,6 +243,8 @@ impl UpstreamLink {
                             tracing::error!(bridge = %self.name(), ?reason,
                                 "bridge: the upstream refused an in-rule subscription");
                         }
+                        tracing::info!(bridge = %self.name(), filters = suback.reasons.len(),
+                            "bridge: subscribed upstream");
                         ready = true;
                     } else {
                         self.on_packet(packet, &link, &mut sender, &acks_tx)?;

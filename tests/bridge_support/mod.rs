@@ -1,0 +1,256 @@
+//! Test support for the bridge tests: a real mosquitto as the "cloud" broker on a free
+//! loopback port, gateway configuration files, and rumqttc publishers and counting
+//! subscribers.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+/// How long a test waits for anything before failing.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+/// A mosquitto process playing the cloud broker, with persistence so that the cloud
+/// subscriber's session survives a restart.
+pub struct Cloud {
+    child: Option<Child>,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    conf: PathBuf,
+}
+
+impl Cloud {
+    /// Starts mosquitto on a free port with `extra` configuration lines.
+    pub fn start(dir: &Path, extra: &str) -> Cloud {
+        Cloud::start_on(dir, free_port(), extra)
+    }
+
+    /// Starts mosquitto on `port`.
+    pub fn start_on(dir: &Path, port: u16, extra: &str) -> Cloud {
+        std::fs::create_dir_all(dir).unwrap();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\n\
+                 persistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 100\n\
+                 log_dest stderr\nlog_type error\nlog_type warning\n{extra}\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut cloud = Cloud {
+            child: None,
+            port,
+            conf,
+        };
+        cloud.restart();
+        cloud
+    }
+
+    /// The address to bridge to.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the process on the same port and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("mosquitto is installed");
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            wait_until(DEADLINE, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "mosquitto did not start on port {port}"
+        );
+    }
+
+    /// Stops the process (SIGTERM: it saves its persistent state) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes a gateway configuration with the given `[[bridge]]` TOML and returns its path.
+pub fn gateway_config(dir: &Path, bridges: &str) -> PathBuf {
+    let path = dir.join("mqgate.toml");
+    std::fs::write(&path, bridges).unwrap();
+    path
+}
+
+/// A subscriber that records every payload it receives (distinct and total).
+#[derive(Clone, Default)]
+pub struct Received {
+    inner: Arc<Mutex<(HashSet<String>, usize, Vec<String>)>>,
+}
+
+impl Received {
+    /// Number of distinct payloads.
+    pub fn distinct(&self) -> usize {
+        self.inner.lock().unwrap().0.len()
+    }
+
+    /// Number of messages, duplicates included.
+    pub fn total(&self) -> usize {
+        self.inner.lock().unwrap().1
+    }
+
+    /// Whether `payload` was received.
+    pub fn contains(&self, payload: &str) -> bool {
+        self.inner.lock().unwrap().0.contains(payload)
+    }
+
+    /// Topics received, in order (with their payloads as `topic payload`).
+    pub fn log(&self) -> Vec<String> {
+        self.inner.lock().unwrap().2.clone()
+    }
+
+    /// Waits until `n` distinct payloads arrived; returns whether they did.
+    pub fn wait_distinct(&self, n: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || self.distinct() >= n)
+    }
+}
+
+/// Starts a subscriber at `addr` on `filter` with a persistent session (`client_id`),
+/// reconnecting forever; returns its record. It is subscribed when this returns.
+pub async fn subscribe(addr: SocketAddr, client_id: &str, filter: &str, qos: QoS) -> Received {
+    let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+    options.set_clean_session(false);
+    options.set_keep_alive(Duration::from_secs(5));
+    options.set_inflight(100);
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    client.subscribe(filter, qos).await.unwrap();
+    let received = Received::default();
+    let record = received.clone();
+    let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+    let mut subscribed_tx = Some(subscribed_tx);
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let payload = String::from_utf8_lossy(&p.payload).into_owned();
+                    let mut g = record.inner.lock().unwrap();
+                    g.2.push(format!("{} {}", p.topic, payload));
+                    g.0.insert(payload);
+                    g.1 += 1;
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(tx) = subscribed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    tokio::time::timeout(DEADLINE, subscribed_rx)
+        .await
+        .expect("SUBACK in time")
+        .unwrap();
+    received
+}
+
+/// The cloud broker's address as a `SocketAddr`.
+pub fn sock(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Publishes `payloads` on `topic` at `qos` to `addr` and waits until the broker
+/// acknowledged every one (PUBACK / PUBCOMP); `on_acked(n)` runs after each ack.
+pub async fn publish_all(
+    addr: SocketAddr,
+    client_id: &str,
+    topic: &str,
+    qos: QoS,
+    payloads: impl IntoIterator<Item = String>,
+    mut on_acked: impl FnMut(usize) + Send + 'static,
+) -> usize {
+    let payloads: Vec<String> = payloads.into_iter().collect();
+    let n = payloads.len();
+    let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_inflight(100);
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    let topic = topic.to_owned();
+    let publisher = tokio::spawn(async move {
+        for payload in payloads {
+            client.publish(&topic, qos, false, payload).await.unwrap();
+        }
+        client
+    });
+    let mut acked = 0;
+    while acked < n {
+        let event = tokio::time::timeout(DEADLINE, eventloop.poll())
+            .await
+            .expect("the gateway keeps acknowledging")
+            .expect("publisher connection");
+        match event {
+            Event::Incoming(Packet::PubAck(_)) | Event::Incoming(Packet::PubComp(_)) => {
+                acked += 1;
+                on_acked(acked);
+            }
+            _ => {}
+        }
+        if qos == QoS::AtMostOnce && publisher.is_finished() {
+            break;
+        }
+    }
+    let client = publisher.await.unwrap();
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+    acked
+}
+
+/// `count` payloads `"<prefix>-<i>"`.
+pub fn payloads(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i}")).collect()
+}
