@@ -68,7 +68,13 @@ pub async fn start_bridges(
         let dir = data_dir.join("bridges").join(&bridge.name);
         let opened = Bridge::open(bridge.clone(), &dir, wal)
             .await
-            .with_context(|| format!("bridge {}: opening its queue in {}", bridge.name, dir.display()))?;
+            .with_context(|| {
+                format!(
+                    "bridge {}: opening its queue in {}",
+                    bridge.name,
+                    dir.display()
+                )
+            })?;
         tracing::info!(bridge = %bridge.name, transport = ?bridge.transport,
             addresses = ?bridge.addresses, "bridge starting");
         let name = bridge.name.clone();

@@ -105,7 +105,7 @@ async fn twenty_thousand_qos1_messages_survive_an_uplink_outage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_gateway_during_an_outage_loses_nothing() {
-    const N: usize = 10_000;
+    const N: usize = 20_000;
     let dir = tempfile::tempdir().unwrap();
     let mut cloud = Cloud::start(&dir.path().join("cloud"), "");
     let received = subscribe(sock(cloud.port), "cloud-sub", "cloud/#", QoS::AtLeastOnce).await;
@@ -227,4 +227,50 @@ async fn qos2_is_delivered_exactly_once_across_reconnects() {
     // Let any duplicate that would follow arrive before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(received.total(), N, "QoS 2: no duplicates");
+}
+
+/// Publishes `n` QoS 1 messages to `gateway` and returns the seconds until all of them
+/// arrived (distinct) at the cloud subscriber.
+async fn forward_time(gateway: std::net::SocketAddr, cloud_port: u16, sub_id: &str, n: usize) -> f64 {
+    let received = subscribe(sock(cloud_port), sub_id, "cloud/#", QoS::AtLeastOnce).await;
+    let started = Instant::now();
+    let acked = publish_all(gateway, "publisher", "sensors/rate", QoS::AtLeastOnce, payloads("r", 0..n), |_| {}).await;
+    assert_eq!(acked, n);
+    assert!(tokio::task::block_in_place(|| received.wait_distinct(n, DEADLINE)), "{} of {n}", received.distinct());
+    started.elapsed().as_secs_f64()
+}
+
+/// The sustained rate with the uplink up, mqgate (every message fsynced in the bridge
+/// queue before its ack) next to mosquitto's own bridge (in memory) in the same run.
+/// Reports figures; asserts only that nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sustained_rate_next_to_mosquittos_bridge() {
+    const N: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(&dir.path().join("cloud"), "");
+    let config = gateway_config(dir.path(), &bridge_toml("up", &cloud, ""));
+    let gw = start_gateway(&dir.path().join("gw"), &config);
+    let ours = forward_time(gw.addr, cloud.port, "sub-ours", N).await;
+
+    let bridge = format!(
+        "connection up\naddress {}\ntopic sensors/# out 1 \"\" cloud/\ncleansession false\n",
+        cloud.addr()
+    );
+    let mosquitto_gw = Cloud::start(&dir.path().join("mosquitto-gw"), &bridge);
+    // Wait until mosquitto's bridge is up: a probe message reaches the cloud.
+    let probe = subscribe(sock(cloud.port), "sub-probe", "cloud/#", QoS::AtLeastOnce).await;
+    assert!(tokio::task::block_in_place(|| bridge_support::wait_until(DEADLINE, || {
+        let rt = tokio::runtime::Handle::current();
+        rt.block_on(publish_all(sock(mosquitto_gw.port), "prober", "sensors/probe", QoS::AtLeastOnce, ["p".to_owned()], |_| {}));
+        probe.contains("p")
+    })));
+    let theirs = forward_time(sock(mosquitto_gw.port), cloud.port, "sub-theirs", N).await;
+    eprintln!(
+        "FIGURES: sustained QoS 1 local -> cloud, {N} messages (publisher, gateway and cloud on one host, debug build): \
+         mqgate {:.0} msg/s ({ours:.2} s), mosquitto 2.0 bridge {:.0} msg/s ({theirs:.2} s)",
+        N as f64 / ours,
+        N as f64 / theirs
+    );
+    let s = gw.logs();
+    assert!(!s.contains("dropping"), "no drops expected");
 }
