@@ -55,6 +55,23 @@ pub enum Error {
     /// TLS configuration (certificate, key, CA bundle, CRL) is unusable.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// An MQTT packet could not be decoded or encoded (standalone proxy).
+    #[error("MQTT: {0}")]
+    Protocol(#[from] mqgate_protocol::error::Error),
+    /// A socket operation failed (standalone proxy).
+    #[error("network: {0}")]
+    Network(#[from] std::io::Error),
+    /// The upstream broker could not be reached or answered wrongly.
+    #[error("upstream {addr}: {reason}")]
+    Upstream {
+        /// The configured upstream address.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A client broke the MQTT session rules (standalone proxy).
+    #[error("client protocol violation: {0}")]
+    ClientProtocol(&'static str),
 }
 
 impl Error {

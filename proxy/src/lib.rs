@@ -4,6 +4,7 @@
 
 pub mod acl;
 mod error;
+pub mod forward;
 pub mod password;
 mod security;
 pub mod ssh;

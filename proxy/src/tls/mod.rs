@@ -7,5 +7,6 @@ mod serve;
 mod source;
 
 pub use config::{build, common_name, provider, TlsSettings};
+pub(crate) use serve::accept_tls;
 pub use serve::{serve_tls, serve_tls_with, HandshakeFailure, TlsServeOptions};
 pub use source::TlsAcceptorSource;

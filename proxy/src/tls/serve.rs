@@ -2,6 +2,7 @@
 //! handshake under a timeout inside the connection's task, one log line per failed
 //! handshake, then the stream and its certificate identity go to broker-lite.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use std::time::Duration;
 use mqgate_broker_lite::{BrokerHandle, Identity};
 use rustls::{CertificateError, Error as TlsError};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument as _};
@@ -140,7 +142,7 @@ pub async fn serve_tls(
 /// Serves MQTT over TLS on `listener` until `shutdown`: each accepted connection gets a
 /// permit and its own task, where the handshake runs under `handshake_timeout`; the
 /// configuration is taken from `source` per connection, so a reload applies to the next
-/// handshake.
+/// handshake. Verified streams go to broker-lite with their certificate identity.
 pub async fn serve_tls_with(
     listener: TcpListener,
     source: Arc<TlsAcceptorSource>,
@@ -148,6 +150,31 @@ pub async fn serve_tls_with(
     shutdown: CancellationToken,
     options: TlsServeOptions,
 ) {
+    accept_tls(
+        listener,
+        source,
+        shutdown,
+        options,
+        move |stream, identity| {
+            let broker = broker.clone();
+            async move { broker.serve_connection(stream, identity).await }
+        },
+    )
+    .await;
+}
+
+/// The TLS accept loop, handing each established stream and its [`Identity`] to
+/// `handler` (inside the connection's task).
+pub(crate) async fn accept_tls<H, F>(
+    listener: TcpListener,
+    source: Arc<TlsAcceptorSource>,
+    shutdown: CancellationToken,
+    options: TlsServeOptions,
+    handler: H,
+) where
+    H: Fn(TlsStream<TcpStream>, Identity) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let mut delay = Duration::from_millis(5);
     loop {
@@ -167,15 +194,17 @@ pub async fn serve_tls_with(
                 delay = Duration::from_millis(5);
                 let _ = tcp.set_nodelay(true);
                 let settings = source.current();
-                let task = connection(
-                    tcp,
-                    peer,
-                    settings,
-                    broker.clone(),
-                    options.handshake_timeout,
-                    shutdown.clone(),
-                    permit,
-                );
+                let handler = handler.clone();
+                let shutdown = shutdown.clone();
+                let task = async move {
+                    let _permit = permit;
+                    let Some((stream, identity)) =
+                        handshake(tcp, peer, settings, options.handshake_timeout, shutdown).await
+                    else {
+                        return;
+                    };
+                    handler(stream, identity).await;
+                };
                 tokio::spawn(task.instrument(tracing::info_span!("tls", %peer)));
             }
             Err(error) => {
@@ -187,19 +216,18 @@ pub async fn serve_tls_with(
     }
 }
 
-async fn connection(
+/// Runs the handshake under the timeout; logs one line and returns `None` on failure.
+async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
     settings: Arc<TlsSettings>,
-    broker: BrokerHandle,
     handshake_timeout: Duration,
     shutdown: CancellationToken,
-    _permit: OwnedSemaphorePermit,
-) {
+) -> Option<(TlsStream<TcpStream>, Identity)> {
     let acceptor = TlsAcceptor::from(settings.server_config.clone());
     let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp));
     let result = tokio::select! {
-        _ = shutdown.cancelled() => return,
+        _ = shutdown.cancelled() => return None,
         r = handshake => r,
     };
     let stream = match result {
@@ -207,11 +235,11 @@ async fn connection(
         Ok(Err(e)) => {
             let reason = HandshakeFailure::classify(&e);
             warn!(%peer, %reason, error = %e, "TLS handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             warn!(%peer, reason = %HandshakeFailure::TimedOut, "TLS handshake failed");
-            return;
+            return None;
         }
     };
     let conn = stream.get_ref().1;
@@ -231,20 +259,18 @@ async fn connection(
             (_, Some(cn)) => Some(cn),
             (true, None) => {
                 warn!(%peer, reason = %HandshakeFailure::NoCommonName, "TLS handshake failed");
-                return;
+                return None;
             }
             (false, None) => None,
         }
     } else {
         None
     };
-    broker
-        .serve_connection(
-            stream,
-            Identity {
-                peer,
-                transport_user,
-            },
-        )
-        .await;
+    Some((
+        stream,
+        Identity {
+            peer,
+            transport_user,
+        },
+    ))
 }
