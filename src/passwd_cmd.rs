@@ -122,7 +122,10 @@ pub fn run(args: PasswdArgs) -> anyhow::Result<ExitCode> {
                         println!("{user}\t{}", hash.scheme());
                     }
                 }
-                eprintln!("{pending} entr{} to upgrade", if pending == 1 { "y" } else { "ies" });
+                eprintln!(
+                    "{pending} entr{} to upgrade",
+                    if pending == 1 { "y" } else { "ies" }
+                );
                 return Ok(ExitCode::SUCCESS);
             };
             let stored = pw
