@@ -5,6 +5,7 @@ mod bench;
 mod bridges;
 mod certs_cmd;
 mod config_cmd;
+mod passwd_cmd;
 mod run;
 
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     },
     /// The small CA: issue, sign, revoke and list certificates.
     Certs(certs_cmd::CertsArgs),
+    /// Manage a password file (argon2id; mosquitto files are read and upgraded).
+    Passwd(passwd_cmd::PasswdArgs),
     /// Load generator: measure an MQTT broker (mqgate, mosquitto, rumqttd, ...).
     Bench(bench::BenchArgs),
 }
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Config { command } => config_cmd::run(command),
         Command::Certs(args) => certs_cmd::run(args),
+        Command::Passwd(args) => passwd_cmd::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {
