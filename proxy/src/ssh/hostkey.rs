@@ -43,6 +43,22 @@ pub fn load_or_generate_host_key(path: &Path) -> Result<PrivateKey, SshError> {
     }
 }
 
+/// The public key in `path`: an OpenSSH private key file, or a public key (`.pub` /
+/// authorized_keys line) file.
+pub fn read_public_key(path: &Path) -> Result<PublicKey, SshError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SshError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if let Ok(private) = PrivateKey::from_openssh(text.as_bytes()) {
+        return Ok(private.public_key().clone());
+    }
+    PublicKey::from_openssh(text.trim()).map_err(|e| SshError::Key {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
 fn generate_ed25519(path: &Path) -> Result<PrivateKey, SshError> {
     let mut seed = [0u8; 32];
     SystemRandom::new()
@@ -94,6 +110,14 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(fingerprint(first.public_key()).starts_with("SHA256:"));
+        let public = read_public_key(&path).unwrap();
+        assert_eq!(&public, first.public_key());
+        let pub_path = dir.path().join("host_key.pub");
+        std::fs::write(&pub_path, first.public_key().to_openssh().unwrap()).unwrap();
+        assert_eq!(
+            fingerprint(&read_public_key(&pub_path).unwrap()),
+            fingerprint(&public)
+        );
     }
 
     #[test]

@@ -12,5 +12,5 @@ pub mod server;
 pub use authorized::AuthorizedKeys;
 pub use client::{run_tunnel, SshConnector, SshTunnel, TunnelStream};
 pub use error::SshError;
-pub use hostkey::{fingerprint, load_or_generate_host_key};
+pub use hostkey::{fingerprint, load_or_generate_host_key, read_public_key};
 pub use server::{serve_ssh, SshPasswordVerifier, SshServerSettings};
