@@ -1,6 +1,8 @@
 //! mqgate proxy: the security layer. Password files (argon2id and mosquitto's formats),
 //! mosquitto-compatible ACLs enforced at PUBLISH, SUBSCRIBE and delivery, an
-//! [`Authorizer`](mqgate_broker_lite::Authorizer) for broker-lite, and TLS termination.
+//! [`Authorizer`](mqgate_broker_lite::Authorizer) for broker-lite ([`Security`]), TLS
+//! termination ([`tls`]), the standalone forwarding proxy ([`forward`]) and SSH tunnels
+//! ([`ssh`]).
 
 pub mod acl;
 mod error;
