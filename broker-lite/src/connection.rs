@@ -582,7 +582,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         }));
         let now = now_ms();
         for t in resend {
-            self.encode_transmit(&session, t, now);
+            if let Some(pkid) = self.encode_transmit(&session, t, now) {
+                self.forget_inflight(&session, pkid);
+            }
         }
         info!(
             protocol = connect.protocol.level(),
@@ -602,7 +604,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         })
     }
 
-    fn encode_transmit(&mut self, session: &Session, t: Transmit, now: u64) {
+    /// Writes one transmit into the write buffer (without taking the session lock, which
+    /// the caller may hold). Returns the packet id of a QoS 1/2 PUBLISH that was not sent
+    /// because it is too large for the client: the caller forgets it as if delivered.
+    fn encode_transmit(&mut self, session: &Session, t: Transmit, now: u64) -> Option<u16> {
         match t {
             Transmit::Publish {
                 pkid,
@@ -624,7 +629,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                         properties: Properties::default(),
                     }));
                     Stats::add(&self.core.stats.messages_sent, 1);
-                    return;
+                    return None;
                 }
                 let mut properties = if msg.properties.is_empty() {
                     Properties::default()
@@ -660,44 +665,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                         }
                         self.count_oversize(PacketType::Publish, size);
                         // Dropped as if delivered (MQTT 5 §3.1.2.11.4).
-                        if delivery.qos != QoS::AtMostOnce {
-                            let done = session.slot.lock().state.drop_inflight(pkid);
-                            if let Some(d) = done {
-                                self.core.note_done(session, &d);
-                            }
-                        }
-                        return;
+                        return (delivery.qos != QoS::AtMostOnce).then_some(pkid);
                     }
                 }
                 self.encode(&packet);
                 Stats::add(&self.core.stats.messages_sent, 1);
+                None
             }
-            Transmit::PubRel { pkid } => self.send(&Packet::PubRel(PubAck::new(pkid))),
+            Transmit::PubRel { pkid } => {
+                self.send(&Packet::PubRel(PubAck::new(pkid)));
+                None
+            }
             Transmit::Expired(delivery) => {
                 Stats::add(&self.core.stats.messages_expired, 1);
                 debug!(topic = %delivery.msg.topic, "queued message expired; not delivered");
                 self.core.note_done(session, &delivery);
+                None
             }
         }
     }
 
+    /// Completes an inflight delivery that could not be sent (too large for the client).
+    fn forget_inflight(&self, session: &Session, pkid: u16) {
+        let done = session.slot.lock().state.drop_inflight(pkid);
+        if let Some(d) = done {
+            self.core.note_done(session, &d);
+        }
+    }
+
     /// Moves queued deliveries into the write buffer. Returns true if it stopped because
-    /// the buffer is full (more may be waiting).
+    /// the buffer is full, or dropped oversize deliveries (more may be waiting).
     fn fill(&mut self, session: &Session, limits: &Limits) -> bool {
         let now = now_ms();
         let mut full = false;
+        let mut oversize = Vec::new();
+        let mut slot = session.slot.lock();
         loop {
             if self.wbuf.len() >= WRITE_HIGH_WATER {
                 full = true;
                 break;
             }
-            let next = session.slot.lock().state.poll_transmit(limits, now);
-            match next {
-                Some(t) => self.encode_transmit(session, t, now),
+            match slot.state.poll_transmit(limits, now) {
+                Some(t) => {
+                    if let Some(pkid) = self.encode_transmit(session, t, now) {
+                        oversize.push(pkid);
+                    }
+                }
                 None => break,
             }
         }
-        let over = session.slot.lock().state.is_over_limit(limits);
+        let over = slot.state.is_over_limit(limits);
+        drop(slot);
+        // Forgotten deliveries free inflight slots: fill again.
+        full |= !oversize.is_empty();
+        for pkid in oversize {
+            self.forget_inflight(session, pkid);
+        }
         if !over {
             session.space.notify_waiters();
         }

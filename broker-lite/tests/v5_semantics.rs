@@ -498,7 +498,13 @@ async fn topic_aliases_work_both_ways() {
 
 #[tokio::test]
 async fn packets_above_the_client_maximum_are_dropped_and_counted() {
-    let b = TestBroker::start(settings()).await;
+    // An inflight window of 1: the dropped QoS 1 message must count as delivered, or the
+    // next one would never be sent.
+    let s = BrokerSettings {
+        max_inflight: 1,
+        ..settings()
+    };
+    let b = TestBroker::start(s).await;
     let mut c = connect_v5("small", true, 0);
     c.properties.maximum_packet_size = Some(64);
     let (mut sub, _) = raw_v5(b.addr, c).await;
