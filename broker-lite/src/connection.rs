@@ -555,7 +555,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         session
             .kick_reason
             .store(ReasonCode::SessionTakenOver.value(), Ordering::Relaxed);
-        let seq = session.attach_seq.fetch_add(1, Ordering::AcqRel) + 1;
+        let seq = opened.seq;
         let previous = std::mem::replace(&mut *session.kick.lock(), kick.clone());
         previous.cancel();
         let owner = tokio::select! {

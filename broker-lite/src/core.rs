@@ -127,6 +127,9 @@ pub(crate) struct Opened {
     pub replaced: Option<Arc<Session>>,
     /// Wait for this before CONNACK (durability `Sync`).
     pub ack: Option<Ack>,
+    /// This connection's number in the session's `attach_seq`, taken under the session
+    /// table lock so that an expiry timer and a resuming CONNECT cannot both win.
+    pub seq: u64,
 }
 
 /// A will to publish when a connection ends abnormally.
@@ -393,11 +396,13 @@ impl Core {
                     }
                     slot.expiry = expiry;
                 }
+                let seq = existing.attach_seq.fetch_add(1, Ordering::AcqRel) + 1;
                 return Opened {
                     session: existing.clone(),
                     present: true,
                     replaced: None,
                     ack,
+                    seq,
                 };
             }
         }
@@ -427,11 +432,13 @@ impl Core {
             }
         }
         sessions.insert(id, session.clone());
+        let seq = session.attach_seq.fetch_add(1, Ordering::AcqRel) + 1;
         Opened {
             session,
             present: false,
             replaced: existing,
             ack,
+            seq,
         }
     }
 
@@ -471,8 +478,13 @@ impl Core {
     }
 
     /// Removes `session` from the table (if it is still the one there) and discards it.
-    fn end_session(&self, session: &Arc<Session>) {
+    /// With `seq`, only if no connection attached since (checked under the table lock);
+    /// returns whether it ended.
+    fn end_session(&self, session: &Arc<Session>, seq: Option<u64>) -> bool {
         let mut sessions = self.sessions.lock();
+        if seq.is_some_and(|seq| session.attach_seq.load(Ordering::Acquire) != seq) {
+            return false;
+        }
         if sessions
             .get(&session.client_id)
             .is_some_and(|s| Arc::ptr_eq(s, session))
@@ -481,6 +493,7 @@ impl Core {
         }
         drop(sessions);
         self.discard(session);
+        true
     }
 
     /// The connection number `seq` of `session` ended. `expiry` is the session expiry
@@ -531,7 +544,7 @@ impl Core {
             self.publish_will(msg);
         }
         if expiry == 0 {
-            self.end_session(session);
+            self.end_session(session, None);
         } else if expiry != u32::MAX {
             let at = now_ms().saturating_add(u64::from(expiry) * 1000);
             session.slot.lock().deadline = Some(at);
@@ -573,12 +586,14 @@ impl Core {
                 }
                 slot.will.take()
             };
+            if timer == Timer::SessionExpiry {
+                if !core.end_session(&session, Some(seq)) {
+                    return;
+                }
+                info!(client_id = %session.client_id, "session expired");
+            }
             if let Some(msg) = will {
                 core.publish_will(msg);
-            }
-            if timer == Timer::SessionExpiry {
-                info!(client_id = %session.client_id, "session expired");
-                core.end_session(&session);
             }
         });
     }
