@@ -1,5 +1,7 @@
 //! `mqgate ssh fingerprint` prints the same SHA256 fingerprint as `ssh-keygen -l`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 use std::process::Command;
 
 fn mqgate() -> Command {

@@ -3,6 +3,8 @@
 //! user; shell, exec, `-W`/`-L` to another port, `-R`, a wrong key and an unknown user are
 //! refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

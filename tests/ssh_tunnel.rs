@@ -4,6 +4,8 @@
 //! killed, local connections wait and are closed, and the tunnel comes back by itself once
 //! sshd is restarted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::path::{Path, PathBuf};

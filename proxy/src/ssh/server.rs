@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mqgate_broker_lite::{BrokerHandle, Identity};
@@ -18,8 +19,9 @@ use russh::keys::{PrivateKey, PublicKey};
 use russh::server::ChannelOpenHandle;
 use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelOpenFailure, Disconnect, MethodKind, MethodSet};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{debug, info, warn};
 
 use super::hostkey::{fingerprint, load_or_generate_host_key};
@@ -197,10 +199,11 @@ async fn serve_connection(
         refused_channels: 0,
     };
     let auth_deadline = tokio::time::Instant::now() + shared.settings.auth_timeout;
+    let kill = CancellationToken::new();
     // The version exchange happens inside run_stream: bound it by the auth deadline too.
     let session = match tokio::time::timeout_at(
         auth_deadline,
-        russh::server::run_stream(config, stream, handler),
+        russh::server::run_stream(config, Killable::new(stream, kill.clone()), handler),
     )
     .await
     {
@@ -225,27 +228,97 @@ async fn serve_connection(
             return;
         }
         _ = tokio::time::sleep_until(auth_deadline), if !authenticated.load(Ordering::Acquire) => {
+            if authenticated.load(Ordering::Acquire) {
+                // Authenticated just as the deadline fired: keep serving.
+                match session.await {
+                    Ok(()) => debug!(%peer, "ssh connection closed"),
+                    Err(e) => info!(%peer, error = %e, "ssh connection ended"),
+                }
+                return;
+            }
             "authentication timeout"
         }
         _ = shared.shutdown.cancelled() => "server shutting down",
     };
-    let reason = if reason == "authentication timeout" && authenticated.load(Ordering::Acquire) {
-        // Authenticated just as the deadline fired: keep serving.
-        match session.await {
-            Ok(()) => debug!(%peer, "ssh connection closed"),
-            Err(e) => info!(%peer, error = %e, "ssh connection ended"),
-        }
-        return;
-    } else {
-        reason
-    };
     warn!(%peer, reason, "closing ssh connection");
-    let _ = handle
-        .disconnect(Disconnect::ByApplication, reason.to_owned(), String::new())
-        .await;
-    // A client stalled mid-handshake may never read the disconnect: give up on it after a
-    // short grace period (dropping the session closes the socket).
-    let _ = tokio::time::timeout(Duration::from_secs(2), session).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        handle.disconnect(Disconnect::ByApplication, reason.to_owned(), String::new()),
+    )
+    .await;
+    if tokio::time::timeout(Duration::from_secs(1), &mut session)
+        .await
+        .is_err()
+    {
+        // A client stalled mid-handshake: the disconnect is not processed before key
+        // exchange completes. Failing the socket I/O ends the russh task, which closes it.
+        kill.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), session).await;
+    }
+}
+
+/// A stream whose reads and writes fail once `kill` is cancelled, so a session task can
+/// be stopped from outside at any protocol state.
+struct Killable<S> {
+    inner: S,
+    kill: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<S> Killable<S> {
+    fn new(inner: S, kill: CancellationToken) -> Killable<S> {
+        Killable {
+            inner,
+            kill: Box::pin(kill.cancelled_owned()),
+        }
+    }
+
+    fn killed(&mut self, cx: &mut Context<'_>) -> bool {
+        self.kill.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn aborted() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "closed by the server",
+    )
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Killable<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.killed(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Killable<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.killed(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.killed(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// The russh handler of one SSH connection.
