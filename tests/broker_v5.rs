@@ -2,6 +2,8 @@
 //! v5 session (session expiry) keeps a queued message with its properties across a
 //! graceful restart.
 
+#![allow(clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;
