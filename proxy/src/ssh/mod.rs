@@ -7,6 +7,7 @@ pub mod client;
 mod error;
 pub mod hostkey;
 mod hostpin;
+mod password;
 pub mod server;
 
 pub use authorized::AuthorizedKeys;
