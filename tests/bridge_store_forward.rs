@@ -149,7 +149,8 @@ async fn a_full_queue_drops_the_oldest_counts_and_logs_it() {
     const N: usize = 200;
     let dir = tempfile::tempdir().unwrap();
     let mut cloud = Cloud::start(&dir.path().join("cloud"), "");
-    let received = subscribe(sock(cloud.port), "cloud-sub", "cloud/#", QoS::AtLeastOnce).await;
+    let sub = bridge_support::MosquittoSub::start(cloud.port, "cloud-sub", "cloud/#", 1);
+    let received = sub.received.clone();
     // Each entry costs topic (12) + payload (<= 5) + 32 bytes: 4000 bytes hold about 80.
     let queue = "[bridge.queue]\nmax_bytes = 4000\nwhen_full = \"drop_oldest\"\n";
     let config = gateway_config(dir.path(), &bridge_toml("up", &cloud, queue));
@@ -194,7 +195,8 @@ async fn qos2_is_delivered_exactly_once_across_reconnects() {
     const N: usize = 2_000;
     let dir = tempfile::tempdir().unwrap();
     let mut cloud = Cloud::start(&dir.path().join("cloud"), "");
-    let received = subscribe(sock(cloud.port), "cloud-sub", "cloud/#", QoS::ExactlyOnce).await;
+    let sub = bridge_support::MosquittoSub::start(cloud.port, "cloud-sub", "cloud/#", 2);
+    let received = sub.received.clone();
     let toml = bridge_toml("up", &cloud, "").replace("qos = 1", "qos = 2");
     let config = gateway_config(dir.path(), &toml);
     let gw = start_gateway(&dir.path().join("gw"), &config);
@@ -221,22 +223,57 @@ async fn qos2_is_delivered_exactly_once_across_reconnects() {
     cloud.stop();
     cloud.restart();
     assert_eq!(publishing.await.unwrap(), N);
-    assert!(tokio::task::block_in_place(
-        || received.wait_distinct(N, DEADLINE)
-    ));
+    let all = tokio::task::block_in_place(|| received.wait_distinct(N, DEADLINE));
+    if !all {
+        let log = received.log();
+        let mut got: Vec<usize> = log
+            .iter()
+            .filter_map(|l| l.rsplit('-').next()?.parse().ok())
+            .collect();
+        got.sort_unstable();
+        panic!(
+            "{} of {N} arrived; first {:?} last {:?}; head {:?}",
+            received.distinct(),
+            &got[..got.len().min(5)],
+            &got[got.len().saturating_sub(5)..],
+            &log[..log.len().min(3)]
+        );
+    }
     // Let any duplicate that would follow arrive before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(received.total(), N, "QoS 2: no duplicates");
+    assert!(
+        gw.logs().contains("session_present=true window"),
+        "the bridge resumed its upstream session:\n{}",
+        gw.logs()
+    );
 }
 
 /// Publishes `n` QoS 1 messages to `gateway` and returns the seconds until all of them
 /// arrived (distinct) at the cloud subscriber.
-async fn forward_time(gateway: std::net::SocketAddr, cloud_port: u16, sub_id: &str, n: usize) -> f64 {
+async fn forward_time(
+    gateway: std::net::SocketAddr,
+    cloud_port: u16,
+    sub_id: &str,
+    n: usize,
+) -> f64 {
     let received = subscribe(sock(cloud_port), sub_id, "cloud/#", QoS::AtLeastOnce).await;
     let started = Instant::now();
-    let acked = publish_all(gateway, "publisher", "sensors/rate", QoS::AtLeastOnce, payloads("r", 0..n), |_| {}).await;
+    let acked = publish_all(
+        gateway,
+        "publisher",
+        "sensors/rate",
+        QoS::AtLeastOnce,
+        payloads("r", 0..n),
+        |_| {},
+    )
+    .await;
     assert_eq!(acked, n);
-    assert!(tokio::task::block_in_place(|| received.wait_distinct(n, DEADLINE)), "{} of {n}", received.distinct());
+    assert!(
+        tokio::task::block_in_place(|| received.wait_distinct(n, DEADLINE)),
+        "{} of {n}",
+        received.distinct()
+    );
     started.elapsed().as_secs_f64()
 }
 
@@ -259,11 +296,21 @@ async fn sustained_rate_next_to_mosquittos_bridge() {
     let mosquitto_gw = Cloud::start(&dir.path().join("mosquitto-gw"), &bridge);
     // Wait until mosquitto's bridge is up: a probe message reaches the cloud.
     let probe = subscribe(sock(cloud.port), "sub-probe", "cloud/#", QoS::AtLeastOnce).await;
-    assert!(tokio::task::block_in_place(|| bridge_support::wait_until(DEADLINE, || {
-        let rt = tokio::runtime::Handle::current();
-        rt.block_on(publish_all(sock(mosquitto_gw.port), "prober", "sensors/probe", QoS::AtLeastOnce, ["p".to_owned()], |_| {}));
-        probe.contains("p")
-    })));
+    assert!(tokio::task::block_in_place(|| bridge_support::wait_until(
+        DEADLINE,
+        || {
+            let rt = tokio::runtime::Handle::current();
+            rt.block_on(publish_all(
+                sock(mosquitto_gw.port),
+                "prober",
+                "sensors/probe",
+                QoS::AtLeastOnce,
+                ["p".to_owned()],
+                |_| {},
+            ));
+            probe.contains("p")
+        }
+    )));
     let theirs = forward_time(sock(mosquitto_gw.port), cloud.port, "sub-theirs", N).await;
     eprintln!(
         "FIGURES: sustained QoS 1 local -> cloud, {N} messages (publisher, gateway and cloud on one host, debug build): \

@@ -254,3 +254,77 @@ pub async fn publish_all(
 pub fn payloads(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}-{i}")).collect()
 }
+
+/// A `mosquitto_sub` process with a persistent session (`-c`): libmosquitto hands a QoS 2
+/// message over only on PUBREL and keeps its inflight state across its reconnects, so it
+/// is an exactly-once receiver (rumqttc delivers QoS 2 on PUBLISH and so can duplicate
+/// after a reconnect).
+pub struct MosquittoSub {
+    child: Child,
+    /// What it received.
+    pub received: Received,
+}
+
+impl MosquittoSub {
+    /// Subscribes `client_id` to `filter` at `qos` on `127.0.0.1:port`; returns once the
+    /// subscription is acknowledged.
+    pub fn start(port: u16, client_id: &str, filter: &str, qos: u8) -> MosquittoSub {
+        use std::io::{BufRead, BufReader};
+        // Line-buffered, or the SUBACK line would sit in a pipe buffer.
+        let mut child = Command::new("stdbuf")
+            .args([
+                "-oL",
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-i",
+                client_id,
+                "-c",
+                "-d",
+                "-v",
+            ])
+            .args(["-q", &qos.to_string(), "-t", filter, "-k", "5"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub is installed");
+        let stdout = child.stdout.take().unwrap();
+        let received = Received::default();
+        let record = received.clone();
+        let subscribed = Arc::new(Mutex::new(false));
+        let flag = subscribed.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("Subscribed (mid") {
+                    continue;
+                }
+                if line.starts_with("Client ") {
+                    if line.contains("received SUBACK") {
+                        *flag.lock().unwrap() = true;
+                    }
+                    continue;
+                }
+                let payload = line.rsplit(' ').next().unwrap_or_default().to_owned();
+                let mut g = record.inner.lock().unwrap();
+                g.2.push(line);
+                g.0.insert(payload);
+                g.1 += 1;
+            }
+        });
+        assert!(
+            wait_until(DEADLINE, || *subscribed.lock().unwrap()),
+            "mosquitto_sub did not subscribe"
+        );
+        MosquittoSub { child, received }
+    }
+}
+
+impl Drop for MosquittoSub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
