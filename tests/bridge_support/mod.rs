@@ -125,10 +125,13 @@ pub fn gateway_config(dir: &Path, bridges: &str) -> PathBuf {
     path
 }
 
+/// Distinct payloads, number of messages, and `topic payload` lines in arrival order.
+type Record = (HashSet<String>, usize, Vec<String>);
+
 /// A subscriber that records every payload it receives (distinct and total).
 #[derive(Clone, Default)]
 pub struct Received {
-    inner: Arc<Mutex<(HashSet<String>, usize, Vec<String>)>>,
+    inner: Arc<Mutex<Record>>,
 }
 
 impl Received {
