@@ -55,6 +55,40 @@ pub struct ClientInfo {
 pub type AuthFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<String>, ReasonCode>> + Send + 'a>>;
 
+/// One step of MQTT 5 enhanced authentication (CONNECT, then AUTH packets).
+#[derive(Debug, Clone, Copy)]
+pub struct AuthExchange<'a> {
+    /// The client identifier (after assignment for an empty one).
+    pub client_id: &'a str,
+    /// The authentication method the client named in CONNECT.
+    pub method: &'a str,
+    /// The authentication data of this step, if any.
+    pub data: Option<&'a Bytes>,
+    /// The CONNECT user name.
+    pub username: Option<&'a str>,
+    /// True for a re-authentication (AUTH 0x19 on an established connection).
+    pub reauthenticate: bool,
+}
+
+/// The authorizer's answer to one enhanced authentication step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// Send the client AUTH 0x18 with this data and wait for its next AUTH.
+    Continue(Option<Bytes>),
+    /// Authenticated: the user name the client is known as, and final data for the
+    /// CONNACK (or AUTH 0x00 after a re-authentication).
+    Success {
+        /// User name for authorization.
+        user: Option<String>,
+        /// Authentication data sent back.
+        data: Option<Bytes>,
+    },
+}
+
+/// A boxed future for one enhanced authentication step.
+pub type EnhancedAuthFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<AuthStep, ReasonCode>> + Send + 'a>>;
+
 /// Access control asked by the broker. `proxy` implements it; [`AllowAll`] allows everything.
 pub trait Authorizer: Send + Sync + 'static {
     /// At CONNECT: accept (with the user name the client is known as, or `None`) or refuse
@@ -73,6 +107,18 @@ pub trait Authorizer: Send + Sync + 'static {
 
     /// Before each delivery of a message on `topic` to the subscriber `client`.
     fn authorize_delivery(&self, client: &ClientInfo, topic: &str) -> bool;
+
+    /// One step of MQTT 5 enhanced authentication with `exchange.method`, used instead of
+    /// [`Authorizer::authenticate`] when a CONNECT names an authentication method. The
+    /// default supports no method: the client gets CONNACK 0x8C (Bad authentication
+    /// method). Refusals should be 0x8C, 0x87 or 0x86.
+    fn enhanced_auth<'a>(
+        &'a self,
+        _identity: &'a Identity,
+        _exchange: AuthExchange<'a>,
+    ) -> EnhancedAuthFuture<'a> {
+        Box::pin(std::future::ready(Err(ReasonCode::BadAuthenticationMethod)))
+    }
 }
 
 /// Allows every client and every operation; the transport identity's user name, else the

@@ -16,8 +16,8 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use mqgate_protocol::codec::{decode_packet, encode_packet, encoded_len};
 use mqgate_protocol::{
-    ConnAck, Connect, Disconnect, Packet, PacketType, Properties, ProtocolVersion, PubAck, Publish,
-    QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    Auth, ConnAck, Connect, Disconnect, Packet, PacketType, Properties, ProtocolVersion, PubAck,
+    Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep, Instant};
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
 use crate::alias::{AliasError, InboundAliases, OutAlias, OutboundAliases};
-use crate::auth::{ClientInfo, ConnectRequest, Identity};
+use crate::auth::{AuthExchange, AuthStep, ClientInfo, ConnectRequest, Identity};
 use crate::core::{Core, PendingWill, RouteOutcome, Session};
 use crate::message::{now_ms, Message};
 use crate::router::SubOpts;
@@ -177,6 +177,10 @@ struct V5State {
     inflight_in: usize,
     /// Deliveries dropped for the client's maximum packet size (log rate limiting).
     oversize: u64,
+    /// The enhanced authentication method of CONNECT, if any.
+    auth_method: Option<String>,
+    /// A re-authentication is waiting for the client's next AUTH.
+    reauth_pending: bool,
 }
 
 enum IoEvent {
@@ -195,6 +199,8 @@ struct Attached {
     seq: u64,
     /// Keep alive in force (the client's, or the Server Keep Alive).
     keep_alive: u16,
+    /// What the transport said about the peer (for re-authentication).
+    identity: Identity,
 }
 
 /// True if `buf` starts with a CONNECT of protocol level 5 (to answer a malformed one
@@ -432,24 +438,149 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         self.stream.flush().await
     }
 
-    /// Reads the MQTT 5 CONNECT properties into the connection state; a refusal is the
-    /// CONNACK reason code.
-    fn negotiate_v5(&mut self, connect: &Connect) -> Result<(), (ReasonCode, &'static str)> {
+    /// Reads the MQTT 5 CONNECT properties into the connection state.
+    fn negotiate_v5(&mut self, connect: &Connect) {
         let p = &connect.properties;
         self.v5.problem_info = p.request_problem_information != Some(0);
-        if p.authentication_method.is_some() {
-            return Err((
-                ReasonCode::BadAuthenticationMethod,
-                "enhanced authentication is not supported",
-            ));
-        }
+        self.v5.auth_method = p.authentication_method.clone();
         self.v5.max_packet = p.maximum_packet_size.map(|m| m as usize);
         self.v5.receive_maximum = p.receive_maximum;
         self.v5.aliases_in = InboundAliases::new(self.core.settings.topic_alias_maximum);
         self.v5.aliases_out = OutboundAliases::new(p.topic_alias_maximum.unwrap_or(0));
         self.v5.expiry = p.session_expiry_interval.unwrap_or(0);
         self.v5.expiry_was_zero = self.v5.expiry == 0;
-        Ok(())
+    }
+
+    /// Runs MQTT 5 enhanced authentication at CONNECT: asks the authorizer, exchanging
+    /// AUTH packets while it says continue. Ok: the user name and the final data.
+    /// Err: the CONNACK reason code (`None`: close without one).
+    async fn enhanced_connect(
+        &mut self,
+        connect: &Connect,
+        identity: &Identity,
+        method: &str,
+    ) -> Result<(Option<String>, Option<bytes::Bytes>), Option<ReasonCode>> {
+        let mut data = connect.properties.authentication_data.clone();
+        let deadline = Instant::now() + self.core.settings.connect_timeout;
+        loop {
+            let exchange = AuthExchange {
+                client_id: &connect.client_id,
+                method,
+                data: data.as_ref(),
+                username: connect.username.as_deref(),
+                reauthenticate: false,
+            };
+            match self.core.authorizer.enhanced_auth(identity, exchange).await {
+                Err(code) => return Err(Some(code)),
+                Ok(AuthStep::Success { user, data }) => return Ok((user, data)),
+                Ok(AuthStep::Continue(next)) => {
+                    self.send_auth(ReasonCode::ContinueAuthentication, method, next);
+                    if self.flush_all().await.is_err() {
+                        return Err(None);
+                    }
+                    match self.read_packet(deadline).await {
+                        Some(Packet::Auth(a))
+                            if a.reason == ReasonCode::ContinueAuthentication
+                                && a.properties.authentication_method.as_deref()
+                                    == Some(method) =>
+                        {
+                            data = a.properties.authentication_data;
+                        }
+                        Some(_) => return Err(Some(ReasonCode::ProtocolError)),
+                        None => return Err(None),
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_auth(&mut self, reason: ReasonCode, method: &str, data: Option<bytes::Bytes>) {
+        self.send(&Packet::Auth(Auth {
+            reason,
+            properties: Properties {
+                authentication_method: Some(method.to_owned()),
+                authentication_data: data,
+                ..Properties::default()
+            },
+        }));
+    }
+
+    /// The next packet before `deadline` (during CONNECT), `None` on any failure.
+    async fn read_packet(&mut self, deadline: Instant) -> Option<Packet> {
+        let max = self.core.settings.max_packet_size;
+        loop {
+            match decode_packet(&mut self.rbuf, self.version, max) {
+                Ok(Some(p)) => return Some(p),
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(rule = %e, "malformed packet during authentication");
+                    return None;
+                }
+            }
+            self.rbuf.reserve(READ_CHUNK.min(max));
+            let stream = &mut self.stream;
+            let rbuf = &mut self.rbuf;
+            let read =
+                poll_fn(|cx| tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, rbuf));
+            match tokio::time::timeout_at(deadline, read).await {
+                Ok(Ok(n)) if n > 0 => Stats::add(&self.core.stats.bytes_received, n as u64),
+                Ok(_) => return None,
+                Err(_) => {
+                    warn!(
+                        limit = "connect_timeout",
+                        "authentication exchange timed out"
+                    );
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// An AUTH packet on an established connection: re-authentication (MQTT 5 §4.12.1).
+    async fn on_auth(
+        &mut self,
+        a: Auth,
+        identity: &Identity,
+        client: &ClientInfo,
+    ) -> Result<(), End> {
+        let Some(method) = self.v5.auth_method.clone() else {
+            return Err(End::Violation(
+                ReasonCode::ProtocolError,
+                "AUTH without an authentication method in CONNECT [MQTT-4.12.0-1]",
+            ));
+        };
+        let expected = if self.v5.reauth_pending {
+            ReasonCode::ContinueAuthentication
+        } else {
+            ReasonCode::ReAuthenticate
+        };
+        if a.reason != expected || a.properties.authentication_method.as_deref() != Some(&method) {
+            return Err(End::Violation(
+                ReasonCode::ProtocolError,
+                "AUTH with another method or out of sequence [MQTT-4.12.1-1]",
+            ));
+        }
+        let exchange = AuthExchange {
+            client_id: &client.client_id,
+            method: &method,
+            data: a.properties.authentication_data.as_ref(),
+            username: client.username.as_deref(),
+            reauthenticate: true,
+        };
+        match self.core.authorizer.enhanced_auth(identity, exchange).await {
+            Err(code) => Err(End::Violation(code, "re-authentication failed")),
+            Ok(AuthStep::Continue(data)) => {
+                self.v5.reauth_pending = true;
+                self.send_auth(ReasonCode::ContinueAuthentication, &method, data);
+                Ok(())
+            }
+            Ok(AuthStep::Success { data, .. }) => {
+                self.v5.reauth_pending = false;
+                info!(method, "client re-authenticated");
+                self.send_auth(ReasonCode::Success, &method, data);
+                Ok(())
+            }
+        }
     }
 
     /// The CONNACK properties of an accepted MQTT 5 connection.
@@ -481,16 +612,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         let mut server_keep_alive = None;
         let mut assigned = None;
         if v5 {
-            if let Err((code, rule)) = self.negotiate_v5(&connect) {
-                warn!(rule, reason = ?code, "refusing CONNECT");
-                let properties = self.reason(rule);
-                self.send(&Packet::ConnAck(ConnAck {
-                    session_present: false,
-                    reason: code,
-                    properties,
-                }));
-                return None;
-            }
+            self.negotiate_v5(&connect);
             let max = self.core.settings.max_keep_alive;
             if keep_alive > max || (keep_alive == 0 && max < u16::MAX) {
                 keep_alive = max;
@@ -520,7 +642,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             password: connect.password.as_ref(),
             protocol: connect.protocol,
         };
-        let username = match self.core.authorizer.authenticate(identity, request).await {
+        let mut auth_reply = None;
+        let method = if v5 {
+            connect.properties.authentication_method.clone()
+        } else {
+            None
+        };
+        let outcome = match &method {
+            Some(method) => match self.enhanced_connect(&connect, identity, method).await {
+                Ok((user, data)) => {
+                    auth_reply = Some((method.clone(), data));
+                    Ok(user)
+                }
+                Err(None) => return None,
+                Err(Some(code)) => {
+                    let code = if code.is_failure() && code.allowed_in(PacketType::ConnAck) {
+                        code
+                    } else {
+                        ReasonCode::NotAuthorized
+                    };
+                    warn!(reason = ?code, method, "refusing CONNECT: enhanced authentication failed");
+                    let properties = self.reason("authentication failed");
+                    self.send(&Packet::ConnAck(ConnAck {
+                        session_present: false,
+                        reason: code,
+                        properties,
+                    }));
+                    return None;
+                }
+            },
+            None => self.core.authorizer.authenticate(identity, request).await,
+        };
+        let username = match outcome {
             Ok(user) => user,
             Err(code) => {
                 let code = match code {
@@ -571,7 +724,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         }
         let resend = self.core.attach(&session);
         let properties = if v5 {
-            self.connack_properties(&connect, assigned, server_keep_alive)
+            let mut p = self.connack_properties(&connect, assigned, server_keep_alive);
+            if let Some((method, data)) = auth_reply {
+                p.authentication_method = Some(method);
+                p.authentication_data = data;
+            }
+            p
         } else {
             Properties::default()
         };
@@ -601,6 +759,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             kick,
             seq,
             keep_alive,
+            identity: identity.clone(),
         })
     }
 
@@ -953,10 +1112,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                     will: d.reason == ReasonCode::DisconnectWithWillMessage,
                 })
             }
-            Packet::Auth(_) => Err(End::Violation(
-                ReasonCode::ProtocolError,
-                "AUTH without an authentication method in CONNECT [MQTT-4.12.0-1]",
-            )),
+            Packet::Auth(a) => self.on_auth(a, &att.identity, &att.client).await,
             Packet::Connect(_) => Err(End::Violation(
                 ReasonCode::ProtocolError,
                 "a second CONNECT on a connection [MQTT-3.1.0-2]",

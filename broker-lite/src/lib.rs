@@ -22,7 +22,10 @@ mod sys;
 mod trie;
 mod ws;
 
-pub use auth::{AllowAll, AuthFuture, Authorizer, ClientInfo, ConnectRequest, Identity};
+pub use auth::{
+    AllowAll, AuthExchange, AuthFuture, AuthStep, Authorizer, ClientInfo, ConnectRequest,
+    EnhancedAuthFuture, Identity,
+};
 pub use broker::{serve_tcp, serve_ws, Broker, BrokerHandle};
 pub use error::Error;
 pub use settings::{BrokerSettings, Durability, OverloadPolicy, PersistenceSettings};
