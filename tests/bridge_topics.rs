@@ -194,4 +194,12 @@ qos = 1
     assert!(tokio::task::block_in_place(|| wait_until(DEADLINE, || {
         at_cloud.contains("via-failover")
     })));
+    // SIGTERM: the bridge disconnects and flushes its queue before the process exits.
+    let mut gw = gw;
+    assert!(gw.terminate().success(), "{}", gw.logs());
+    assert!(
+        gw.logs().contains("bridge stopped; flushing its queue"),
+        "{}",
+        gw.logs()
+    );
 }

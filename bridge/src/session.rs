@@ -1,5 +1,5 @@
 //! Sans-IO pieces of an MQTT client session: packet identifiers, the inflight window and
-//! keep-alive bookkeeping. The async drivers ([`crate::upstream`], [`crate::local`]) feed
+//! keep-alive bookkeeping. The async drivers (the upstream and local links) feed
 //! them events and act on what they answer.
 
 use std::collections::HashMap;
