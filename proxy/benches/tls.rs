@@ -63,7 +63,7 @@ async fn open(target: &Target, id: &str) -> Framed<Box<dyn Io>, MqttCodec> {
     f.send(&Packet::Connect(Connect {
         protocol: ProtocolVersion::V3_1_1,
         clean_start: true,
-        keep_alive: 60,
+        keep_alive: 0,
         client_id: id.into(),
         will: None,
         username: None,
@@ -258,7 +258,7 @@ async fn main() {
     let mq_port = free_port().await;
     std::fs::write(
         path("mosquitto.conf"),
-        format!("listener {mq_port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages {WINDOW}\n"),
+        format!("listener {mq_port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages {WINDOW}\nmax_queued_messages 0\n"),
     )
     .unwrap();
     let mut mosquitto = Command::new("mosquitto")
