@@ -1,12 +1,14 @@
 //! The `mqgate` command line: parses arguments and wires the workspace crates together.
 //! All behaviour lives in the crates; this file only dispatches.
 
+mod acl_cmd;
 mod bench;
 mod bridges;
 mod certs_cmd;
 mod config_cmd;
 mod passwd_cmd;
 mod run;
+mod ssh_cmd;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,10 @@ enum Command {
     Certs(certs_cmd::CertsArgs),
     /// Manage a password file (argon2id; mosquitto files are read and upgraded).
     Passwd(passwd_cmd::PasswdArgs),
+    /// Check an ACL file: which rule decides a given access.
+    Acl(acl_cmd::AclArgs),
+    /// SSH helpers: print (or create) the SSH listener's host key fingerprint.
+    Ssh(ssh_cmd::SshArgs),
     /// Load generator: measure an MQTT broker (mqgate, mosquitto, rumqttd, ...).
     Bench(bench::BenchArgs),
 }
@@ -44,6 +50,8 @@ fn main() -> ExitCode {
         Command::Config { command } => config_cmd::run(command),
         Command::Certs(args) => certs_cmd::run(args),
         Command::Passwd(args) => passwd_cmd::run(args),
+        Command::Acl(args) => acl_cmd::run(args),
+        Command::Ssh(args) => ssh_cmd::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {
