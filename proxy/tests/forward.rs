@@ -11,8 +11,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mqgate_config::TlsListenerConfig;
 use mqgate_proxy::forward::{run_standalone, ForwardSettings, StandaloneListener};
 use mqgate_proxy::password::{Argon2Cost, VerifierSettings};
+use mqgate_proxy::tls::TlsAcceptorSource;
 use mqgate_proxy::Security;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -21,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 const SEVEN: &str = "$7$101$MDEyMzQ1Njc4OWFi$EO/lLlkeUgIiBaS8G8UK0ZMP1u508TA7Tl+AdJ1cEsmlbGyEPAERErpfq84j1kepISs0UzmcdL4ucgZ2uodxfQ==";
 
 struct Setup {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     mosquitto: Child,
     upstream_port: u16,
     proxy_port: u16,
@@ -34,6 +36,12 @@ async fn free_port() -> u16 {
 }
 
 async fn setup(acl: &str) -> Setup {
+    setup_with(acl, false).await
+}
+
+/// With `tls`, the proxy listens with TLS (self-signed `localhost` certificate written to
+/// `cert.pem` in the temp dir) instead of plain TCP.
+async fn setup_with(acl: &str, tls: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let path = |n: &str| -> PathBuf { dir.path().join(n) };
     // mosquitto cannot listen on port 0: take a free port and start it there.
@@ -82,14 +90,28 @@ async fn setup(acl: &str) -> Setup {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_port = listener.local_addr().unwrap().port();
     let stop = CancellationToken::new();
+    let listener = if tls {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(path("cert.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(path("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+        let source = TlsAcceptorSource::new(TlsListenerConfig {
+            cert: Some(path("cert.pem")),
+            key: Some(path("key.pem")),
+            ..TlsListenerConfig::default()
+        })
+        .unwrap();
+        StandaloneListener::Tls(listener, Arc::new(source))
+    } else {
+        StandaloneListener::Tcp(listener)
+    };
     tokio::spawn(run_standalone(
-        vec![StandaloneListener::Tcp(listener)],
+        vec![listener],
         Arc::new(security),
         ForwardSettings::new(format!("127.0.0.1:{upstream_port}")),
         stop.clone(),
     ));
     Setup {
-        _dir: dir,
+        dir,
         mosquitto,
         upstream_port,
         proxy_port,
@@ -301,5 +323,98 @@ async fn subscriptions_refused_or_filtered_with_flows_completed() {
         out.contains("Subscribed (mid: 1): 128, 1") || out.contains("128, 0"),
         "{out}"
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn mqtt5_denials_carry_reason_codes() {
+    let s = setup(ACL).await;
+    // PUBACK 0x87 for a denied QoS 1 publish: mosquitto_pub reports it.
+    let (_, out) = client(
+        "mosquitto_pub",
+        s.proxy_port,
+        &[
+            "-V", "mqttv5", "-u", "bob", "-P", "secret", "-q", "1", "-t", "secret/x", "-m", "x",
+            "-d",
+        ],
+    )
+    .await;
+    assert!(out.contains("PUBACK") && out.contains("135"), "{out}");
+    // SUBACK 0x87 per refused filter, granted ones keep their QoS.
+    let (_, out) = client(
+        "mosquitto_sub",
+        s.proxy_port,
+        &[
+            "-V",
+            "mqttv5",
+            "-u",
+            "alice",
+            "-P",
+            "secret",
+            "-t",
+            "secret/#",
+            "-t",
+            "devices/#",
+            "-q",
+            "1",
+            "-d",
+            "-W",
+            "2",
+        ],
+    )
+    .await;
+    assert!(out.contains("Subscribed (mid: 1): 135, 1"), "{out}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn tls_clients_are_forwarded_to_a_plain_upstream() {
+    let s = setup_with(ACL, true).await;
+    let ca = s.dir.path().join("cert.pem").display().to_string();
+    let tls = |port: u16| {
+        ["-h", "localhost", "-p", &port.to_string(), "--cafile", &ca].map(str::to_owned)
+    };
+    let run = |args: Vec<String>| async move {
+        let out = Command::new(args[0].clone())
+            .args(&args[1..])
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let mut pub_ok = vec!["mosquitto_pub".to_owned()];
+    pub_ok.extend(tls(s.proxy_port));
+    pub_ok.extend(
+        [
+            "-u",
+            "bob",
+            "-P",
+            "secret",
+            "-q",
+            "1",
+            "-r",
+            "-t",
+            "devices/bob/tls",
+            "-m",
+            "via-tls",
+        ]
+        .map(str::to_owned),
+    );
+    let (code, out) = run(pub_ok).await;
+    assert_eq!(code, Some(0), "{out}");
+    let (_, out) = client(
+        "mosquitto_sub",
+        s.upstream_port,
+        &["-t", "devices/#", "-v", "-C", "1", "-W", "5"],
+    )
+    .await;
+    assert!(out.contains("devices/bob/tls via-tls"), "{out}");
     s.stop().await;
 }
