@@ -298,16 +298,3 @@ impl Verifier {
 #[cfg(test)]
 #[path = "verifier_tests.rs"]
 mod tests;
-
-/// SSH password logins (`[listener.ssh] allow_password`) use the same file, cache,
-/// throttling and timing as MQTT logins.
-impl crate::ssh::SshPasswordVerifier for Verifier {
-    fn verify<'a>(
-        &'a self,
-        user: &'a str,
-        password: &'a str,
-        peer: std::net::SocketAddr,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
-        Box::pin(Verifier::verify(self, user, password.as_bytes(), peer.ip()))
-    }
-}

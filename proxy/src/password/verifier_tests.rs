@@ -147,18 +147,3 @@ async fn reload_keeps_old_contents_on_error() {
     assert!(!v.verify("alice", b"secret", ADDR).await);
     assert!(v.verify("bob", b"secret", ADDR).await);
 }
-
-#[tokio::test]
-async fn serves_ssh_password_logins() {
-    use crate::ssh::SshPasswordVerifier;
-    let v = Verifier::new(
-        PasswordFile::parse(&format!("alice:{SEVEN}\n"), Path::new("pw")).unwrap(),
-        None,
-        cheap(),
-    )
-    .unwrap();
-    let ssh: &dyn SshPasswordVerifier = &v;
-    let peer = "127.0.0.1:2222".parse().unwrap();
-    assert!(ssh.verify("alice", "secret", peer).await);
-    assert!(!ssh.verify("alice", "Secret", peer).await);
-}
