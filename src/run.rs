@@ -110,7 +110,10 @@ fn broker_settings(config: &Config) -> BrokerSettings {
             flush_interval: p.flush_interval,
             compaction_threshold_bytes: p.compaction_threshold_bytes,
         }),
-        // MQTT 5 limits that the configuration does not expose keep broker-lite's defaults.
+        receive_maximum: b.receive_maximum,
+        topic_alias_maximum: b.topic_alias_maximum,
+        max_keep_alive: b.max_keep_alive,
+        // Settings the configuration does not expose keep broker-lite's defaults.
         ..BrokerSettings::default()
     }
 }

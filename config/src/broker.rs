@@ -18,9 +18,17 @@ pub struct BrokerConfig {
     pub max_connections: u32,
     /// Largest accepted MQTT packet in bytes (2..=268435455); bigger packets disconnect.
     pub max_packet_size: u32,
-    /// QoS 1/2 messages in flight to one client before further ones are queued
-    /// (also sent as MQTT 5 Receive Maximum).
+    /// QoS 1/2 messages in flight to one MQTT 3.1/3.1.1 client before further ones are
+    /// queued. MQTT 5 clients set their own window with their Receive Maximum.
     pub max_inflight: u16,
+    /// MQTT 5 Receive Maximum announced in CONNACK: QoS 1/2 publishes a client may have
+    /// unacknowledged toward mqgate; a client that exceeds it is disconnected (0x93).
+    pub receive_maximum: u16,
+    /// MQTT 5 Topic Alias Maximum announced in CONNACK (0 disables inbound aliases).
+    pub topic_alias_maximum: u16,
+    /// Largest keep-alive (seconds) an MQTT 5 client may use; a larger request is
+    /// answered with Server Keep Alive.
+    pub max_keep_alive: u16,
     /// Messages queued per session (offline or slow client) beyond the inflight window.
     pub max_queued_messages: u32,
     /// Bytes of payload queued per session; whichever of the two limits is hit first applies.
@@ -50,6 +58,12 @@ impl Default for BrokerConfig {
             max_packet_size: 1024 * 1024,
             // mosquitto's max_inflight_messages default: enough to keep a LAN link busy.
             max_inflight: 20,
+            // The MQTT 5 default: flow control is left to max_queued_* and backpressure.
+            receive_maximum: 65_535,
+            // mosquitto's default.
+            topic_alias_maximum: 10,
+            // The client decides, as in MQTT 3.1.1.
+            max_keep_alive: 65_535,
             // mosquitto's default: survives a minute-long disconnect of a 10 msg/s sensor.
             max_queued_messages: 1000,
             // Caps queued memory per session at 8 MiB even for large payloads

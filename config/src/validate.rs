@@ -251,6 +251,16 @@ impl Checker {
             "no QoS 1/2 message could be delivered (MQTT 5 forbids Receive Maximum 0)",
         );
         self.nonzero(
+            path.key("receive_maximum"),
+            broker.receive_maximum.into(),
+            "MQTT 5 forbids Receive Maximum 0",
+        );
+        self.nonzero(
+            path.key("max_keep_alive"),
+            broker.max_keep_alive.into(),
+            "every MQTT 5 client would be told to send no keep-alive at all",
+        );
+        self.nonzero(
             path.key("max_queued_messages"),
             broker.max_queued_messages.into(),
             "nothing could be queued for a busy or offline client",
