@@ -130,7 +130,8 @@ pub struct SshListenerConfig {
     /// `host:port` targets of a direct-tcpip channel that mean "the MQTT service" (served
     /// in-process by the broker); a channel to any other target is refused.
     pub mqtt_targets: Vec<String>,
-    /// An SSH connection with no traffic at all for this long is closed.
+    /// An SSH connection is closed once it has had no MQTT channel open for this long
+    /// (dead clients are found by `keepalive`).
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub idle_timeout: Duration,
     /// Interval of server keep-alive requests to a silent client; three unanswered ones

@@ -1,6 +1,7 @@
 //! Bad input against the SSH listener: garbage instead of SSH, a client stalling
-//! mid-handshake, one opening 1,000 channels, and MQTT garbage inside a tunnel. Each is
-//! closed and the listener keeps serving well-behaved clients.
+//! mid-handshake, one opening 1,000 channels, MQTT garbage inside a tunnel, and a login
+//! that holds no channel. Each is closed and the listener keeps serving well-behaved
+//! clients.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
@@ -48,6 +49,10 @@ impl Drop for Server {
 }
 
 async fn server() -> Server {
+    server_with(Duration::from_secs(600)).await
+}
+
+async fn server_with(idle_timeout: Duration) -> Server {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -65,6 +70,7 @@ async fn server() -> Server {
         host_key: Some(dir.path().join("host_key")),
         authorized_keys: Some(dir.path().join("authorized_keys")),
         auth_timeout: Duration::from_millis(500),
+        idle_timeout,
         ..Default::default()
     };
     let mut settings = SshServerSettings::from_config(&config, None).unwrap();
@@ -237,4 +243,41 @@ async fn mqtt_garbage_inside_the_tunnel_closes_only_that_channel() {
     // The same SSH connection still carries MQTT on a new channel.
     assert!(!handle.is_closed());
     mqtt_connack(&handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_without_mqtt_channels_is_closed_when_idle() {
+    let server = server_with(Duration::from_millis(300)).await;
+    // Holds a channel: stays connected past the idle timeout while the channel is open.
+    let busy = server.login().await;
+    let channel = busy
+        .channel_open_direct_tcpip("localhost", 1883, "127.0.0.1", 1)
+        .await
+        .unwrap();
+    let mut stream = channel.into_stream();
+    stream.write_all(&CONNECT).await.unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).await.unwrap();
+    // Never opens a channel: closed.
+    let idle = server.login().await;
+    tokio::time::timeout(WAIT, async {
+        while !idle.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("an idle login was not closed");
+    assert!(
+        !busy.is_closed(),
+        "a connection with an open MQTT channel is not idle"
+    );
+    // Once its channel closes, the busy one becomes idle too.
+    drop(stream);
+    tokio::time::timeout(WAIT, async {
+        while !busy.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a login whose channels all closed was not closed when idle");
 }

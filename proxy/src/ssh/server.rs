@@ -21,6 +21,7 @@ use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelOpenFailure, Disconnect, MethodKind, MethodSet};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{debug, info, warn};
 
@@ -59,7 +60,9 @@ pub struct SshServerSettings {
     pub auth_timeout: Duration,
     /// Failed authentication attempts before disconnect.
     pub max_auth_attempts: usize,
-    /// A connection with no traffic for this long is closed.
+    /// A connection is closed once it has had no MQTT channel open for this long (zero
+    /// disables it). Dead clients are found by `keepalive`; silent MQTT clients by the
+    /// broker's MQTT keep-alive.
     pub idle_timeout: Duration,
     /// Keep-alive interval towards a silent client (three misses close the connection).
     pub keepalive: Duration,
@@ -126,7 +129,8 @@ impl SshServerSettings {
             auth_rejection_time_initial: Some(Duration::ZERO),
             keys: vec![self.host_key.clone()],
             max_auth_attempts: self.max_auth_attempts,
-            inactivity_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            // Idle = no MQTT channel (checked per connection); silence is keepalive's job.
+            inactivity_timeout: None,
             keepalive_interval: (!self.keepalive.is_zero()).then_some(self.keepalive),
             keepalive_max: 3,
             nodelay: true,
@@ -182,6 +186,15 @@ struct Shared {
     shutdown: CancellationToken,
 }
 
+/// What the connection task and the russh handler of one connection share.
+struct ConnState {
+    authenticated: AtomicBool,
+    /// Open MQTT channels.
+    channels: AtomicUsize,
+    /// Since when the authenticated connection has had no MQTT channel.
+    idle_since: parking_lot::Mutex<Option<Instant>>,
+}
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -189,16 +202,19 @@ async fn serve_connection(
     shared: Arc<Shared>,
 ) {
     debug!(%peer, "ssh connection accepted");
-    let authenticated = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(ConnState {
+        authenticated: AtomicBool::new(false),
+        channels: AtomicUsize::new(0),
+        idle_since: parking_lot::Mutex::new(None),
+    });
     let handler = Connection {
         peer,
         shared: shared.clone(),
         user: None,
-        authenticated: authenticated.clone(),
-        channels: Arc::new(AtomicUsize::new(0)),
+        state: state.clone(),
         refused_channels: 0,
     };
-    let auth_deadline = tokio::time::Instant::now() + shared.settings.auth_timeout;
+    let auth_deadline = Instant::now() + shared.settings.auth_timeout;
     let kill = CancellationToken::new();
     // The version exchange happens inside run_stream: bound it by the auth deadline too.
     let session = match tokio::time::timeout_at(
@@ -219,26 +235,33 @@ async fn serve_connection(
     };
     let handle = session.handle();
     let mut session = std::pin::pin!(session);
-    let reason = tokio::select! {
-        result = &mut session => {
-            match result {
-                Ok(()) => debug!(%peer, "ssh connection closed"),
-                Err(e) => info!(%peer, error = %e, "ssh connection ended"),
-            }
-            return;
-        }
-        _ = tokio::time::sleep_until(auth_deadline), if !authenticated.load(Ordering::Acquire) => {
-            if authenticated.load(Ordering::Acquire) {
-                // Authenticated just as the deadline fired: keep serving.
-                match session.await {
+    let idle_timeout = shared.settings.idle_timeout;
+    let mut idle_check = tokio::time::interval(
+        (idle_timeout / 10).clamp(Duration::from_millis(50), Duration::from_secs(10)),
+    );
+    let reason = loop {
+        let authenticated = state.authenticated.load(Ordering::Acquire);
+        tokio::select! {
+            result = &mut session => {
+                match result {
                     Ok(()) => debug!(%peer, "ssh connection closed"),
                     Err(e) => info!(%peer, error = %e, "ssh connection ended"),
                 }
                 return;
             }
-            "authentication timeout"
+            _ = tokio::time::sleep_until(auth_deadline), if !authenticated => {
+                if !state.authenticated.load(Ordering::Acquire) {
+                    break "authentication timeout";
+                }
+            }
+            _ = idle_check.tick(), if authenticated && !idle_timeout.is_zero() => {
+                let idle_since = *state.idle_since.lock();
+                if idle_since.is_some_and(|since| since.elapsed() >= idle_timeout) {
+                    break "idle: no MQTT channel";
+                }
+            }
+            _ = shared.shutdown.cancelled() => break "server shutting down",
         }
-        _ = shared.shutdown.cancelled() => "server shutting down",
     };
     warn!(%peer, reason, "closing ssh connection");
     let _ = tokio::time::timeout(
@@ -326,8 +349,7 @@ struct Connection {
     peer: SocketAddr,
     shared: Arc<Shared>,
     user: Option<String>,
-    authenticated: Arc<AtomicBool>,
-    channels: Arc<AtomicUsize>,
+    state: Arc<ConnState>,
     refused_channels: u32,
 }
 
@@ -426,7 +448,8 @@ impl russh::server::Handler for Connection {
     }
 
     async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
-        self.authenticated.store(true, Ordering::Release);
+        *self.state.idle_since.lock() = Some(Instant::now());
+        self.state.authenticated.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -529,13 +552,14 @@ impl russh::server::Handler for Connection {
                 .await;
         }
         let limit = self.shared.settings.max_channels_per_connection;
-        if self.channels.load(Ordering::Acquire) >= limit {
+        if self.state.channels.load(Ordering::Acquire) >= limit {
             warn!(peer = %self.peer, %user, limit, "refused direct-tcpip channel: channel limit reached");
             return self
                 .refuse(reply, ChannelOpenFailure::ResourceShortage, session)
                 .await;
         }
-        self.channels.fetch_add(1, Ordering::AcqRel);
+        self.state.channels.fetch_add(1, Ordering::AcqRel);
+        *self.state.idle_since.lock() = None;
         reply.accept().await;
         info!(peer = %self.peer, %user, %target, originator = %format!("{originator_address}:{originator_port}"), "MQTT channel opened");
         let identity = Identity {
@@ -543,13 +567,17 @@ impl russh::server::Handler for Connection {
             transport_user: Some(user),
         };
         let broker = self.shared.broker.clone();
-        let channels = self.channels.clone();
+        let state = self.state.clone();
         let peer = self.peer;
         tokio::spawn(async move {
             broker
                 .serve_connection(channel.into_stream(), identity)
                 .await;
-            channels.fetch_sub(1, Ordering::AcqRel);
+            let mut idle_since = state.idle_since.lock();
+            if state.channels.fetch_sub(1, Ordering::AcqRel) == 1 {
+                *idle_since = Some(Instant::now());
+            }
+            drop(idle_since);
             debug!(%peer, "MQTT channel closed");
         });
         Ok(())
