@@ -7,6 +7,7 @@ mod bridges;
 mod certs_cmd;
 mod config_cmd;
 mod passwd_cmd;
+mod proxy_cmd;
 mod run;
 mod ssh_cmd;
 
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run the gateway (by default: an MQTT broker on 127.0.0.1:1883, state in ./mqgate-data).
     Run(run::RunArgs),
+    /// Run the security proxy alone in front of an existing broker ([proxy] upstream).
+    Proxy(proxy_cmd::ProxyArgs),
     /// Check or print configuration files.
     Config {
         #[command(subcommand)]
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Proxy(args) => proxy_cmd::run(args),
         Command::Config { command } => config_cmd::run(command),
         Command::Certs(args) => certs_cmd::run(args),
         Command::Passwd(args) => passwd_cmd::run(args),

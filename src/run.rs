@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use mqgate_broker_lite::{serve_tcp, serve_ws, AllowAll, Broker, BrokerSettings, OverloadPolicy};
+use mqgate_broker_lite::{serve_tcp, serve_ws, Broker, BrokerSettings, OverloadPolicy};
 use mqgate_config::{Config, ListenerConfig, ListenerKind, QueueFullPolicy};
+use mqgate_proxy::tls::{serve_tls, TlsAcceptorSource};
+use mqgate_proxy::Security;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -50,7 +52,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing() {
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -61,7 +64,7 @@ fn init_tracing() {
 }
 
 /// The configuration from the file (or the default), with the command-line overrides.
-fn load_config(args: &RunArgs) -> Result<Config, String> {
+pub(crate) fn load_config(args: &RunArgs) -> Result<Config, String> {
     let mut config = match &args.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::default(),
@@ -120,20 +123,24 @@ fn broker_settings(config: &Config) -> BrokerSettings {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     for listener in &config.listeners {
-        if !matches!(listener.kind, ListenerKind::Tcp | ListenerKind::Ws) {
+        if matches!(listener.kind, ListenerKind::Wss | ListenerKind::Ssh) {
             bail!(
-                "listener {} ({:?}) is not available yet in this build: TLS and SSH listeners \
-                 arrive with the proxy",
+                "listener {} ({:?}) is not available in this build yet",
                 listener.bind,
                 listener.kind
             );
         }
     }
-    let broker = Broker::start(broker_settings(&config), Arc::new(AllowAll))
+    let security = Arc::new(
+        Security::from_config(&config.auth, &config.acl)
+            .context("loading the password and ACL files")?,
+    );
+    let broker = Broker::start(broker_settings(&config), security.clone())
         .await
         .context("starting broker-lite")?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let mut tls_sources = Vec::new();
     for listener in &config.listeners {
         let socket = TcpListener::bind(listener.bind)
             .await
@@ -145,6 +152,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ListenerKind::Ws => {
                 tracing::info!(kind = %"ws", %addr, path = listener.ws_path(), "listening");
                 tracker.spawn(serve_ws(socket, handle, token));
+            }
+            ListenerKind::Tls => {
+                let source = Arc::new(
+                    TlsAcceptorSource::new(listener.tls.clone().unwrap_or_default())
+                        .with_context(|| format!("TLS listener {}", listener.bind))?,
+                );
+                tls_sources.push(source.clone());
+                tracing::info!(kind = %"tls", %addr, "listening");
+                tracker.spawn(serve_tls(socket, source, handle, token));
             }
             _ => {
                 tracing::info!(kind = %"tcp", %addr, "listening");
@@ -161,7 +177,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     tracker.close();
-    wait_for_signal().await;
+    wait_for_shutdown(|| reload(&security, &tls_sources)).await;
     tracing::info!("shutting down: closing listeners, disconnecting clients, flushing state");
     shutdown.cancel();
     tracker.wait().await;
@@ -170,18 +186,41 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on the first SIGTERM or SIGINT (Ctrl-C).
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(err) => {
-            tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops mqgate");
+/// SIGHUP: re-reads the password file, the ACL file and every TLS listener's certificate,
+/// key, client CA and CRL. A file that fails to load keeps its previous contents (logged);
+/// connections stay up, and the new rules apply to their next operation.
+pub(crate) fn reload(security: &Security, tls_sources: &[Arc<TlsAcceptorSource>]) {
+    tracing::info!("SIGHUP: reloading passwords, ACL and TLS material");
+    let _ = security.reload();
+    for source in tls_sources {
+        if let Err(err) = source.reload() {
+            tracing::error!(%err, "TLS reload failed; keeping the previous certificates");
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C), calling `on_hangup` for each SIGHUP.
+pub(crate) async fn wait_for_shutdown(on_hangup: impl Fn()) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+        (Ok(term), Ok(hup)) => (term, hup),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::warn!(%err, "cannot listen for SIGTERM/SIGHUP; only Ctrl-C stops mqgate");
             let _ = tokio::signal::ctrl_c().await;
             return;
         }
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM received");
+                return;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("SIGINT received");
+                return;
+            }
+            _ = hup.recv() => on_hangup(),
+        }
     }
 }

@@ -10,8 +10,9 @@ use serde::Deserialize;
 pub struct AuthConfig {
     /// `username:hash` file (argon2id PHC strings; mosquitto `$6$`/`$7$`/argon2 entries are read too).
     pub password_file: Option<PathBuf>,
-    /// Accept clients that present neither a password nor a client certificate.
-    pub allow_anonymous: bool,
+    /// Accept clients that present neither a password nor a client certificate. Unset:
+    /// yes without a `password_file`, no with one (see [`AuthConfig::anonymous_allowed`]).
+    pub allow_anonymous: Option<bool>,
     /// Cost of new argon2id hashes; existing hashes carry their own.
     pub argon2: Argon2Params,
     /// Password verifications run at the same time; bounds CPU and memory in connect storms.
@@ -22,13 +23,23 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             password_file: None,
-            // The default listener is 127.0.0.1 only, so anonymous access is limited to
-            // programs on the gateway itself (as mosquitto 2 does without a config file).
-            allow_anonymous: true,
+            // Decided by anonymous_allowed(): on without a password file (the default
+            // listener is loopback-only), off as soon as passwords are configured.
+            allow_anonymous: None,
             argon2: Argon2Params::default(),
             // Two verifications use ~38 MiB with the default argon2 memory: safe on a Pi.
             max_concurrent_verifications: 2,
         }
+    }
+}
+
+impl AuthConfig {
+    /// Whether clients without credentials are accepted: the explicit `allow_anonymous`,
+    /// else true only when no `password_file` is configured. (Validation refuses an unset
+    /// value without a password file when a listener faces the network.)
+    pub fn anonymous_allowed(&self) -> bool {
+        self.allow_anonymous
+            .unwrap_or(self.password_file.is_none())
     }
 }
 

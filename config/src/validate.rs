@@ -339,7 +339,27 @@ impl Checker {
                     tls.use_identity_as_username && tls.client_cert != ClientCertMode::None
                 })
         });
-        if !auth.allow_anonymous
+        // A listener outside loopback that authenticates nobody by itself (SSH keys and
+        // required client certificates do).
+        let faces_network = config.listeners.iter().any(|listener| {
+            !listener.bind.ip().is_loopback()
+                && listener.kind != ListenerKind::Ssh
+                && !listener
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.client_cert == ClientCertMode::Required)
+        });
+        if auth.allow_anonymous.is_none()
+            && auth.password_file.is_none()
+            && !identity_without_password
+            && faces_network
+        {
+            self.fail(
+                path.key("allow_anonymous"),
+                "a listener outside loopback has no authentication: set a password_file, take                  client certificates as identity, or say allow_anonymous = true on purpose",
+            );
+        }
+        if !auth.anonymous_allowed()
             && auth.password_file.is_none()
             && !identity_without_password
             && !config.listeners.is_empty()

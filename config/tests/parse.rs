@@ -89,7 +89,7 @@ fn raspberry_pi_example_is_valid() {
 fn standalone_proxy_example_is_valid() {
     let config = Config::load(&example("standalone-proxy.toml")).unwrap();
     assert_eq!(config.proxy.unwrap().upstream, "127.0.0.1:1883");
-    assert!(!config.auth.allow_anonymous);
+    assert!(!config.auth.anonymous_allowed());
     assert!(config.acl.file.is_some());
     assert!(config.listeners.iter().all(|l| l.kind.uses_tls()));
 }

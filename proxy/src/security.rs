@@ -56,7 +56,7 @@ impl Security {
         Security::new(
             auth.password_file.clone(),
             acl.file.clone(),
-            auth.allow_anonymous,
+            auth.anonymous_allowed(),
             VerifierSettings::from_config(auth),
         )
     }
