@@ -92,16 +92,32 @@ impl Sshd {
         }
     }
 
+    /// The pids of sshd and every session process it forked.
+    fn tree(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.child.iter().map(Child::id).collect();
+        let mut i = 0;
+        while i < pids.len() {
+            pids.extend(children_of(pids[i]));
+            i += 1;
+        }
+        pids
+    }
+
+    /// Freezes sshd and its sessions: the TCP connections stay open but nothing answers.
+    fn stop(&self) {
+        for pid in self.tree() {
+            let _ = Command::new("kill")
+                .args(["-s", "STOP", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
     /// SIGKILL to sshd and every session process it forked (they run in their own
     /// sessions, so the process tree is walked through /proc).
     fn kill(&mut self) {
+        let pids = self.tree();
         if let Some(mut child) = self.child.take() {
-            let mut pids = vec![child.id()];
-            let mut i = 0;
-            while i < pids.len() {
-                pids.extend(children_of(pids[i]));
-                i += 1;
-            }
             for pid in pids {
                 let _ = Command::new("kill")
                     .args(["-s", "KILL", &pid.to_string()])
@@ -335,6 +351,50 @@ async fn changed_host_key_is_refused_and_fingerprint_pin_works() {
     pinned.host_key_fingerprint = Some(fp);
     pinned.connect_wait = WAIT;
     let mut stream = setup.start(pinned).connect().await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(&[
+            0x10, 0x0c, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x00,
+        ])
+        .await
+        .unwrap();
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut connack))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_is_detected_by_keepalives() {
+    let mut setup = setup().await;
+    let connector = setup.start(setup.tunnel_config(None));
+    drop(connector.connect().await.unwrap());
+    assert!(connector.is_up());
+
+    // sshd freezes: no RST, no FIN, just silence. Keepalives (1 s x 3) notice.
+    setup.sshd.stop();
+    let deadline = Instant::now() + WAIT;
+    while connector.is_up() {
+        assert!(
+            Instant::now() < deadline,
+            "a frozen server was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    setup.sshd.kill();
+    setup.sshd.spawn();
+    let mut stream = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(stream) = connector.connect().await {
+                return stream;
+            }
+        }
+    })
+    .await
+    .expect("the tunnel did not come back");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
         .write_all(&[

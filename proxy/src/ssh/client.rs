@@ -259,6 +259,15 @@ async fn forward(
 }
 
 impl SshConnector {
+    /// Whether the tunnel's SSH connection is currently up.
+    pub fn is_up(&self) -> bool {
+        self.shared
+            .session
+            .borrow()
+            .as_ref()
+            .is_some_and(|session| !session.is_closed())
+    }
+
     /// Opens a new channel to the tunnel's `remote` on the shared SSH connection, waiting
     /// up to `connect_wait` for the tunnel to be up.
     pub async fn connect(&self) -> io::Result<TunnelStream> {
