@@ -202,7 +202,10 @@ pub(crate) fn reload(security: &Security, tls_sources: &[Arc<TlsAcceptorSource>]
 /// Resolves on the first SIGTERM or SIGINT (Ctrl-C), calling `on_hangup` for each SIGHUP.
 pub(crate) async fn wait_for_shutdown(on_hangup: impl Fn()) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+    let (mut term, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
         (Ok(term), Ok(hup)) => (term, hup),
         (Err(err), _) | (_, Err(err)) => {
             tracing::warn!(%err, "cannot listen for SIGTERM/SIGHUP; only Ctrl-C stops mqgate");

@@ -123,6 +123,24 @@ impl Mqgate {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The address a listener of `kind` ("tcp", "ws", "tls") logged as ready, if any.
+    pub fn listener(&self, kind: &str) -> Option<SocketAddr> {
+        let tag = format!("kind={kind} ");
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|l| l.contains("listening") && l.contains(&tag))
+            .find_map(|l| parse_addr(l))
+    }
+
+    /// Sends a signal (e.g. "HUP") to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Waits (bounded) until a log line contains `needle`; returns whether it appeared.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
