@@ -38,8 +38,7 @@ impl AuthConfig {
     /// else true only when no `password_file` is configured. (Validation refuses an unset
     /// value without a password file when a listener faces the network.)
     pub fn anonymous_allowed(&self) -> bool {
-        self.allow_anonymous
-            .unwrap_or(self.password_file.is_none())
+        self.allow_anonymous.unwrap_or(self.password_file.is_none())
     }
 }
 

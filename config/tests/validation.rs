@@ -291,14 +291,25 @@ fn validate_on_a_built_config_names_fields_without_locations() {
 #[test]
 fn a_network_listener_without_authentication_must_opt_into_anonymous_access() {
     let open = "[[listener]]\nkind = \"tcp\"\nbind = \"0.0.0.0:1883\"\n";
-    let err = Config::from_toml_str(open, "lan.toml").unwrap_err().to_string();
+    let err = Config::from_toml_str(open, "lan.toml")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("auth.allow_anonymous"), "{err}");
     assert!(err.contains("outside loopback"), "{err}");
     let opted_in = format!("{open}[auth]\nallow_anonymous = true\n");
-    assert!(Config::from_toml_str(&opted_in, "lan.toml").unwrap().auth.anonymous_allowed());
+    assert!(Config::from_toml_str(&opted_in, "lan.toml")
+        .unwrap()
+        .auth
+        .anonymous_allowed());
     let loopback = "[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:1883\"\n";
-    assert!(Config::from_toml_str(loopback, "lo.toml").unwrap().auth.anonymous_allowed());
+    assert!(Config::from_toml_str(loopback, "lo.toml")
+        .unwrap()
+        .auth
+        .anonymous_allowed());
     let with_passwords = format!("{open}[auth]\npassword_file = \"passwords\"\n");
     let config = Config::from_toml_str(&with_passwords, "pw.toml").unwrap();
-    assert!(!config.auth.anonymous_allowed(), "a password file turns anonymous access off");
+    assert!(
+        !config.auth.anonymous_allowed(),
+        "a password file turns anonymous access off"
+    );
 }
