@@ -76,8 +76,12 @@ fn free_port() -> u16 {
 }
 
 fn keygen(path: &Path, comment: &str) -> String {
+    keygen_type(path, comment, "ed25519")
+}
+
+fn keygen_type(path: &Path, comment: &str, kind: &str) -> String {
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-C", comment, "-f"])
         .arg(path)
         .status()
         .unwrap();
@@ -98,8 +102,14 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let sensor_pub = keygen(&dir.path().join("sensor7"), "sensor7");
         keygen(&dir.path().join("stranger"), "stranger");
+        // Legacy devices often only have RSA keys.
+        let legacy_pub = keygen_type(&dir.path().join("legacy"), "legacy", "rsa");
         // One authorized_keys file; the comment names the user.
-        std::fs::write(dir.path().join("authorized_keys"), sensor_pub).unwrap();
+        std::fs::write(
+            dir.path().join("authorized_keys"),
+            format!("{sensor_pub}{legacy_pub}"),
+        )
+        .unwrap();
 
         let policy = Arc::new(SshUserPolicy::default());
         let broker = Broker::start(BrokerSettings::default(), policy.clone())
@@ -422,4 +432,45 @@ async fn wrong_key_and_unknown_user_are_refused() {
         "sensor7@127.0.0.1",
     ]);
     assert_refused(&output(password).await, "Permission denied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_key_logs_in_too() {
+    let server = Server::start().await;
+    let local = free_port();
+    let mut forward = server.ssh("legacy");
+    forward
+        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+        .arg(format!("127.0.0.1:{local}:127.0.0.1:1883"))
+        .arg("legacy@127.0.0.1")
+        .stderr(Stdio::null());
+    let _ssh = KillOnDrop(forward.spawn().unwrap());
+    tokio::task::spawn_blocking(move || wait_for_port(local))
+        .await
+        .unwrap();
+    let out = output(mosquitto(
+        "mosquitto_pub",
+        local,
+        &[
+            "-i",
+            "legacy1",
+            "-q",
+            "1",
+            "-t",
+            "sensors/legacy/temp",
+            "-m",
+            "3",
+        ],
+    ))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = server.policy.log.lock().unwrap().clone();
+    assert!(
+        log.contains(&"publish legacy sensors/legacy/temp true".to_owned()),
+        "{log:?}"
+    );
 }

@@ -30,8 +30,12 @@ fn free_port() -> u16 {
 }
 
 fn keygen(path: &Path) -> String {
+    keygen_type(path, "ed25519")
+}
+
+fn keygen_type(path: &Path, kind: &str) -> String {
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-f"])
         .arg(path)
         .status()
         .unwrap();
@@ -166,7 +170,12 @@ async fn setup() -> Setup {
         .try_init();
     let dir = tempfile::tempdir().unwrap();
     let client_pub = keygen(&dir.path().join("id_ed25519"));
-    std::fs::write(dir.path().join("authorized_keys"), client_pub).unwrap();
+    let rsa_pub = keygen_type(&dir.path().join("id_rsa"), "rsa");
+    std::fs::write(
+        dir.path().join("authorized_keys"),
+        format!("{client_pub}{rsa_pub}"),
+    )
+    .unwrap();
     let host_pub = keygen(&dir.path().join("host_key"));
     keygen(&dir.path().join("other_host_key"));
     let port = free_port();
@@ -333,6 +342,12 @@ async fn changed_host_key_is_refused_and_fingerprint_pin_works() {
     let mut wrong_fp = setup.tunnel_config(None);
     wrong_fp.host_key_fingerprint = Some(format!("SHA256:{}", "A".repeat(43)));
     assert!(setup.start(wrong_fp).connect().await.is_err());
+
+    // An RSA client key works too (rsa-sha2 signature), with the known_hosts pin.
+    let mut rsa = setup.tunnel_config(None);
+    rsa.key_file = setup.dir.path().join("id_rsa");
+    rsa.connect_wait = WAIT;
+    drop(setup.start(rsa).connect().await.expect("RSA key login"));
 
     // The right fingerprint alone works; the connector gives a raw stream to the broker.
     let fp = Command::new("ssh-keygen")

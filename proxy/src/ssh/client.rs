@@ -173,7 +173,17 @@ impl SshTunnel {
         let mut handle = tokio::time::timeout(bound, connect)
             .await
             .map_err(|_| SshError::Ssh(russh::Error::ConnectionTimeout))??;
-        let key = PrivateKeyWithHashAlg::new(self.key.clone(), None);
+        let hash = if self.key.algorithm().is_rsa() {
+            // rsa-sha2-* where the server says (or does not say) it supports them; old
+            // servers that only know ssh-rsa (SHA-1) say so in server-sig-algs.
+            handle
+                .best_supported_rsa_hash()
+                .await?
+                .unwrap_or(Some(russh::keys::HashAlg::Sha256))
+        } else {
+            None
+        };
+        let key = PrivateKeyWithHashAlg::new(self.key.clone(), hash);
         let auth =
             tokio::time::timeout(bound, handle.authenticate_publickey(&self.config.user, key))
                 .await
