@@ -132,8 +132,14 @@ impl BrokerHandle {
             );
             return;
         };
-        let fut = connection::serve(inner.core.clone(), inner.shutdown.clone(), stream, identity);
-        inner.tracker.track_future(fut).await;
+        // Built in place: a `let` of the future would keep a second copy of it in this
+        // one's state (every idle connection pays for its task's future size).
+        let core = inner.core.clone();
+        let shutdown = inner.shutdown.clone();
+        inner
+            .tracker
+            .track_future(connection::serve(core, shutdown, stream, identity))
+            .await;
     }
 
     /// The broker's counters.

@@ -10,7 +10,9 @@ pub struct BrokerSettings {
     pub max_connections: usize,
     /// Largest accepted MQTT packet in bytes, fixed header included (default 1 MiB).
     pub max_packet_size: usize,
-    /// QoS 1/2 messages in flight to one client before further ones wait (default 20).
+    /// QoS 1/2 messages in flight to one MQTT 3.1/3.1.1 client before further ones wait
+    /// (default 20). Towards an MQTT 5 client the window is instead the Receive Maximum
+    /// of its CONNECT (65,535 when absent), MQTT 5's own flow control, as in mosquitto 2.
     pub max_inflight: u16,
     /// Messages queued per session beyond the inflight window (default 1000).
     pub max_queued_messages: usize,

@@ -708,3 +708,66 @@ async fn v5_works_over_an_in_process_duplex_stream() {
     }
     b.shutdown().await;
 }
+
+/// Receives `n` QoS 1 PUBLISHes without acknowledging them, then expects nothing more.
+async fn take_unacked(c: &mut Raw, n: usize) -> Vec<Publish> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        let p = c.recv_publish().await;
+        assert_eq!(p.qos, QoS::AtLeastOnce);
+        got.push(p);
+    }
+    c.expect_silence(SHORT).await;
+    got
+}
+
+#[tokio::test]
+async fn the_window_towards_a_v5_client_is_its_receive_maximum() {
+    let b = TestBroker::start(BrokerSettings {
+        max_inflight: 20,
+        ..settings()
+    })
+    .await;
+    let mut c = connect_v5("rm100", true, 0);
+    c.properties.receive_maximum = Some(100);
+    let (mut v5, _) = raw_v5(b.addr, c).await;
+    v5.request_suback(subscribe_v5("win/#", opts(QoS::AtLeastOnce), None))
+        .await;
+    let mut v3 = Raw::connect(b.addr, "v311", true).await;
+    v3.subscribe("win/#", QoS::AtLeastOnce).await;
+    let mut publ = Raw::connect(b.addr, "pub", true).await;
+    for i in 0..120u16 {
+        publ.publish_acked("win/a", &i.to_be_bytes(), QoS::AtLeastOnce, false, i + 1)
+            .await;
+    }
+    // MQTT 5: 100 unacknowledged, then the broker waits; one PUBACK lets one more out.
+    let held = take_unacked(&mut v5, 100).await;
+    v5.ack(&held[0]).await;
+    let next = v5.recv_publish().await;
+    assert_eq!(next.payload[..], 100u16.to_be_bytes());
+    // MQTT 3.1.1: max_inflight applies.
+    let held = take_unacked(&mut v3, 20).await;
+    v3.ack(&held[0]).await;
+    let next = v3.recv_publish().await;
+    assert_eq!(next.payload[..], 20u16.to_be_bytes());
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_v5_client_without_receive_maximum_is_not_held_to_max_inflight() {
+    let b = TestBroker::start(BrokerSettings {
+        max_inflight: 20,
+        ..settings()
+    })
+    .await;
+    let (mut v5, _) = raw_v5(b.addr, connect_v5("norm", true, 0)).await;
+    v5.request_suback(subscribe_v5("win/#", opts(QoS::AtLeastOnce), None))
+        .await;
+    let mut publ = Raw::connect(b.addr, "pub", true).await;
+    for i in 0..50u16 {
+        publ.publish_acked("win/b", &i.to_be_bytes(), QoS::AtLeastOnce, false, i + 1)
+            .await;
+    }
+    take_unacked(&mut v5, 50).await;
+    b.shutdown().await;
+}
