@@ -70,7 +70,50 @@ impl Default for Argon2Params {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AclConfig {
-    /// mosquitto-format ACL file (`user`, `topic`, `pattern` lines); `None` = every
-    /// authenticated client may publish and subscribe to everything.
+    /// mosquitto-format ACL file (`user`, `topic`, `pattern` lines). Without a file and
+    /// without `[[acl.rule]]` tables, every authenticated client may publish and
+    /// subscribe to everything.
     pub file: Option<PathBuf>,
+    /// `[[acl.rule]]` tables: the same rules in TOML. They join the file's rules (file
+    /// first, then these, list by list); evaluation is the same as for the file alone.
+    #[serde(rename = "rule")]
+    pub rules: Vec<AclRule>,
+    /// MQTT 3.1.1 clients whose PUBLISH the ACL denies are disconnected instead of
+    /// having the message acknowledged and dropped (mosquitto's behaviour, the default).
+    /// MQTT 5 clients always get PUBACK/PUBREC 0x87 instead.
+    pub disconnect_on_denied_publish: bool,
+}
+
+/// One `[[acl.rule]]` table: the TOML form of an ACL file's `topic` or `pattern` line.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    /// The user this rule belongs to (a `topic` line under `user NAME`). Neither `user`
+    /// nor `pattern`: an anonymous rule (a `topic` line before any `user` line).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A `pattern` rule: applies to every client, with whole-level `%u` (user name) and
+    /// `%c` (client id) substituted. Exclusive with `user`.
+    #[serde(default)]
+    pub pattern: bool,
+    /// The topic filter (`+` and `#` allowed).
+    pub topic: String,
+    /// What the rule grants; `readwrite` when omitted, as in the file.
+    #[serde(default)]
+    pub access: AclAccess,
+}
+
+/// `access` of an `[[acl.rule]]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AclAccess {
+    /// Receive messages on matching topics.
+    Read,
+    /// Publish to matching topics.
+    Write,
+    /// Both.
+    #[default]
+    ReadWrite,
+    /// Nothing: checked before any allowing rule of the same list.
+    Deny,
 }

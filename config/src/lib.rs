@@ -51,7 +51,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use auth::{AclConfig, Argon2Params, AuthConfig};
+pub use auth::{AclAccess, AclConfig, AclRule, Argon2Params, AuthConfig};
 pub use bridge::{
     Backoff, BridgeConfig, BridgeQueueConfig, BridgeTlsConfig, BridgeTransport, Direction,
     ProtocolVersion, QueueOverflow, TopicRule,

@@ -27,6 +27,7 @@ pub(crate) fn check(config: &Config) -> Vec<Issue> {
     checker.broker(config);
     checker.persistence(config);
     checker.auth(config);
+    checker.acl(config);
     checker.proxy(config);
     checker.bridges(config);
     checker.tunnels(config);
@@ -369,6 +370,26 @@ impl Checker {
                 "no client could ever connect: anonymous access is off, no password_file is set \
                  and no listener takes client certificates as identity",
             );
+        }
+    }
+
+    fn acl(&mut self, config: &Config) {
+        for (i, rule) in config.acl.rules.iter().enumerate() {
+            let path = FieldPath::root("acl").key("rule").index(i);
+            if let Err(message) = check_filter(&rule.topic) {
+                self.fail(path.key("topic"), message);
+            }
+            match &rule.user {
+                Some(_) if rule.pattern => self.fail(
+                    path.key("pattern"),
+                    "`pattern = true` and `user` exclude each other: a pattern applies to \
+                     every client (use %u and %c in its topic)",
+                ),
+                Some(user) if user.trim().is_empty() => {
+                    self.fail(path.key("user"), "the user name is empty")
+                }
+                _ => {}
+            }
         }
     }
 

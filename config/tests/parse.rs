@@ -205,3 +205,34 @@ topic = "a/#"
         "hunter2-very-secret"
     );
 }
+
+#[test]
+fn acl_rules_in_toml() {
+    use mqgate_config::{AclAccess, AclRule};
+    let text = "[acl]\ndisconnect_on_denied_publish = true\n\n[[acl.rule]]\ntopic = \"public/#\"\naccess = \"read\"\n\n[[acl.rule]]\nuser = \"alice\"\ntopic = \"alice/#\"\n\n[[acl.rule]]\npattern = true\ntopic = \"devices/%c/#\"\naccess = \"deny\"\n";
+    let config = Config::from_toml_str(text, "t.toml").unwrap();
+    assert!(config.acl.disconnect_on_denied_publish);
+    assert_eq!(
+        config.acl.rules,
+        [
+            AclRule {
+                user: None,
+                pattern: false,
+                topic: "public/#".into(),
+                access: AclAccess::Read
+            },
+            AclRule {
+                user: Some("alice".into()),
+                pattern: false,
+                topic: "alice/#".into(),
+                access: AclAccess::ReadWrite
+            },
+            AclRule {
+                user: None,
+                pattern: true,
+                topic: "devices/%c/#".into(),
+                access: AclAccess::Deny
+            },
+        ]
+    );
+}

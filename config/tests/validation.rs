@@ -313,3 +313,28 @@ fn a_network_listener_without_authentication_must_opt_into_anonymous_access() {
         "a password file turns anonymous access off"
     );
 }
+
+#[test]
+fn acl_rule_user_and_pattern_exclude_each_other() {
+    let text = "[acl]\n[[acl.rule]]\nuser = \"alice\"\npattern = true\ntopic = \"a/%c\"\n";
+    let error = expect(text, "acl.rule[0].pattern", "exclude each other");
+    assert_eq!(error.location, Some(Location { line: 4, column: 11 }));
+}
+
+#[test]
+fn acl_rule_topic_must_be_a_valid_filter() {
+    let text = "[[acl.rule]]\ntopic = \"a/#/b\"\naccess = \"read\"\n[[acl.rule]]\nuser = \"\"\ntopic = \"x\"\n";
+    let all = errors(text);
+    let fields: Vec<_> = all.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["acl.rule[0].topic", "acl.rule[1].user"]);
+    assert!(all[0].message.contains("`#` must be a whole level"));
+}
+
+#[test]
+fn acl_rule_access_must_be_known() {
+    let text = "[[acl.rule]]\ntopic = \"a\"\naccess = \"publish\"\n";
+    match Config::from_toml_str(text, "test.toml") {
+        Err(e) => assert!(e.to_string().contains("readwrite"), "{e}"),
+        Ok(c) => panic!("accepted {c:?}"),
+    }
+}
