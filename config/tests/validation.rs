@@ -318,7 +318,13 @@ fn a_network_listener_without_authentication_must_opt_into_anonymous_access() {
 fn acl_rule_user_and_pattern_exclude_each_other() {
     let text = "[acl]\n[[acl.rule]]\nuser = \"alice\"\npattern = true\ntopic = \"a/%c\"\n";
     let error = expect(text, "acl.rule[0].pattern", "exclude each other");
-    assert_eq!(error.location, Some(Location { line: 4, column: 11 }));
+    assert_eq!(
+        error.location,
+        Some(Location {
+            line: 4,
+            column: 11
+        })
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use mqgate_broker_lite::{AuthFuture, Authorizer, ClientInfo, ConnectRequest, Identity};
@@ -16,15 +16,20 @@ use crate::acl::{Acl, Action, Subject};
 use crate::error::Error;
 use crate::password::{PasswordFile, Verifier, VerifierSettings};
 
-/// Most denial log lines per second; the rest are counted and summarised.
-const DENIAL_LOGS_PER_SECOND: u32 = 10;
+#[path = "security_denials.rs"]
+mod denials;
 
-/// Rate limit for "access denied" log lines.
-#[derive(Debug)]
-struct DenialLog {
-    window: Instant,
-    logged: u32,
-    suppressed: u64,
+use denials::{Admit, DenialLimiter};
+
+/// A CONNECT's will, checked against the ACL at CONNECT.
+#[derive(Debug, Clone, Copy)]
+pub struct Will<'a> {
+    /// The will topic.
+    pub topic: &'a str,
+    /// The will QoS.
+    pub qos: QoS,
+    /// The will retain flag.
+    pub retain: bool,
 }
 
 /// Authentication and authorization for broker-lite (and the standalone proxy).
@@ -32,8 +37,11 @@ pub struct Security {
     allow_anonymous: bool,
     verifier: Option<Verifier>,
     acl_path: Option<PathBuf>,
+    /// `[[acl.rule]]` tables: fixed at start, appended to the file's rules.
+    config_rules: Option<Acl>,
     acl: ArcSwapOption<Acl>,
-    denials: Mutex<DenialLog>,
+    disconnect_on_denied_publish: bool,
+    denials: Mutex<DenialLimiter>,
 }
 
 impl std::fmt::Debug for Security {
@@ -42,29 +50,61 @@ impl std::fmt::Debug for Security {
             .field("allow_anonymous", &self.allow_anonymous)
             .field("verifier", &self.verifier)
             .field("acl_path", &self.acl_path)
+            .field("config_rules", &self.config_rules.is_some())
+            .field(
+                "disconnect_on_denied_publish",
+                &self.disconnect_on_denied_publish,
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl Security {
-    /// Builds from the configuration: loads the password file (if any) and the ACL file
-    /// (if any). Verifier tuning comes from `[auth]` ([`VerifierSettings::from_config`]).
+    /// Builds from the configuration: loads the password file (if any), the ACL file (if
+    /// any) and the `[[acl.rule]]` tables, which are appended to the file's rules.
+    /// Verifier tuning comes from `[auth]` ([`VerifierSettings::from_config`]).
     pub fn from_config(
         auth: &mqgate_config::AuthConfig,
         acl: &mqgate_config::AclConfig,
     ) -> Result<Security, Error> {
-        Security::new(
+        let config_rules = if acl.rules.is_empty() {
+            None
+        } else {
+            Some(Acl::from_config(&acl.rules)?)
+        };
+        Security::build(
             auth.password_file.clone(),
             acl.file.clone(),
+            config_rules,
+            acl.disconnect_on_denied_publish,
             auth.anonymous_allowed(),
             VerifierSettings::from_config(auth),
         )
     }
 
-    /// Builds from explicit parts (tests and the standalone proxy).
+    /// Builds from explicit parts (tests and the standalone proxy): no `[[acl.rule]]`
+    /// tables, denied 3.1.1 publishes acknowledged and dropped.
     pub fn new(
         password_file: Option<PathBuf>,
         acl_file: Option<PathBuf>,
+        allow_anonymous: bool,
+        settings: VerifierSettings,
+    ) -> Result<Security, Error> {
+        Security::build(
+            password_file,
+            acl_file,
+            None,
+            false,
+            allow_anonymous,
+            settings,
+        )
+    }
+
+    fn build(
+        password_file: Option<PathBuf>,
+        acl_file: Option<PathBuf>,
+        config_rules: Option<Acl>,
+        disconnect_on_denied_publish: bool,
         allow_anonymous: bool,
         settings: VerifierSettings,
     ) -> Result<Security, Error> {
@@ -72,25 +112,26 @@ impl Security {
             Some(p) => Some(Verifier::load(p, settings)?),
             None => None,
         };
-        let acl = match &acl_file {
-            Some(p) => Some(Arc::new(Acl::load(p)?)),
+        let file = match &acl_file {
+            Some(p) => Some(Acl::load(p)?),
             None => None,
         };
+        let acl = combine(file, config_rules.as_ref()).map(Arc::new);
         Ok(Security {
             allow_anonymous,
             verifier,
             acl_path: acl_file,
+            config_rules,
             acl: ArcSwapOption::new(acl),
-            denials: Mutex::new(DenialLog {
-                window: Instant::now(),
-                logged: 0,
-                suppressed: 0,
-            }),
+            disconnect_on_denied_publish,
+            denials: Mutex::new(DenialLimiter::new()),
         })
     }
 
-    /// Re-reads the password file and the ACL file (SIGHUP). Each file that fails to load
-    /// keeps its previous contents, and the error is logged and returned (the first one).
+    /// Re-reads the password file and the ACL file (SIGHUP); the `[[acl.rule]]` tables
+    /// (configuration, not reloaded) stay appended to the new file's rules. Each file that
+    /// fails to load keeps its previous contents, and the error is logged and returned
+    /// (the first one).
     /// Connected clients keep their session; their next publish, subscribe and delivery
     /// are checked against the new rules.
     pub fn reload(&self) -> Result<(), Error> {
@@ -105,7 +146,8 @@ impl Security {
             match Acl::load(path) {
                 Ok(acl) => {
                     info!(path = %path.display(), "ACL file reloaded");
-                    self.acl.store(Some(Arc::new(acl)));
+                    let acl = combine(Some(acl), self.config_rules.as_ref()).map(Arc::new);
+                    self.acl.store(acl);
                 }
                 Err(e) => {
                     error!(error = %e, "ACL file reload failed; keeping the previous one");
@@ -124,7 +166,7 @@ impl Security {
         self.verifier.as_ref()
     }
 
-    /// The ACL in force, if an ACL file is configured.
+    /// The ACL in force (file rules, then `[[acl.rule]]` tables), if either is configured.
     pub fn acl(&self) -> Option<Arc<Acl>> {
         self.acl.load_full()
     }
@@ -134,31 +176,77 @@ impl Security {
         self.verifier.as_ref().map(Verifier::file)
     }
 
+    /// Whether an MQTT 3.1.1 client whose PUBLISH the ACL denied is disconnected
+    /// (`[acl] disconnect_on_denied_publish`) instead of acknowledged and dropped.
+    pub fn disconnect_on_denied_publish(&self) -> bool {
+        self.disconnect_on_denied_publish
+    }
+
+    /// Logs one denial with user, client id, topic and action, at most
+    /// [`denials::LINES_PER_SECOND`] lines per second per client; suppressed lines are
+    /// counted and the count is logged with the client's next logged denial.
     fn log_denial(&self, client: &ClientInfo, topic: &str, action: &'static str, why: &str) {
-        let mut d = self.denials.lock();
-        let now = Instant::now();
-        if now.duration_since(d.window) >= Duration::from_secs(1) {
-            if d.suppressed > 0 {
-                warn!(suppressed = d.suppressed, "more access denials not logged");
+        let admit = self.denials.lock().admit(&client.client_id, Instant::now());
+        let Admit::Log { suppressed } = admit else {
+            return;
+        };
+        warn!(
+            peer = %client.peer,
+            client_id = %client.client_id,
+            user = client.username.as_deref().unwrap_or(""),
+            topic,
+            action,
+            reason = why,
+            suppressed_before = suppressed,
+            "access denied"
+        );
+    }
+
+    /// The ACL's write decision, logged when denied under `action`.
+    fn check_write(&self, client: &ClientInfo, topic: &str, action: &'static str) -> bool {
+        if validate_topic_name(topic).is_err() {
+            self.log_denial(client, topic, action, "invalid topic name");
+            return false;
+        }
+        let decision = match self.acl.load().as_deref() {
+            Some(acl) => {
+                let d = acl.check(subject(client), topic, Action::Write);
+                (d.allowed, d.reason)
             }
-            d.window = now;
-            d.logged = 0;
-            d.suppressed = 0;
+            None if topic == "$SYS" || topic.starts_with("$SYS/") => {
+                (false, "$SYS is never writable")
+            }
+            None => (true, ""),
+        };
+        if !decision.0 {
+            self.log_denial(client, topic, action, decision.1);
         }
-        if d.logged < DENIAL_LOGS_PER_SECOND {
-            d.logged += 1;
-            warn!(
-                peer = %client.peer,
-                client_id = %client.client_id,
-                user = client.username.as_deref().unwrap_or(""),
-                topic,
-                action,
-                reason = why,
-                "access denied"
-            );
-        } else {
-            d.suppressed += 1;
+        decision.0
+    }
+
+    /// Authenticates like [`Authorizer::authenticate`], then refuses the CONNECT with
+    /// `NotAuthorized` (MQTT 5 CONNACK 0x87, 3.1.1 return code 5) when the client may
+    /// not publish its will, so a forbidden will is refused at CONNECT, not silently
+    /// dropped at disconnect.
+    pub async fn authenticate_with_will(
+        &self,
+        identity: &Identity,
+        request: ConnectRequest<'_>,
+        will: Option<Will<'_>>,
+    ) -> Result<Option<String>, ReasonCode> {
+        let user = self.authenticate_inner(identity, request).await?;
+        if let Some(will) = will {
+            let client = ClientInfo {
+                client_id: request.client_id.to_owned(),
+                username: user.clone(),
+                peer: identity.peer,
+            };
+            if !self.check_write(&client, will.topic, "will") {
+                info!(peer = %identity.peer, client_id = request.client_id, topic = will.topic, "CONNECT refused: will topic not authorized");
+                return Err(ReasonCode::NotAuthorized);
+            }
         }
+        Ok(user)
     }
 
     async fn authenticate_inner(
@@ -198,6 +286,15 @@ impl Security {
     }
 }
 
+/// The file's rules followed by the `[[acl.rule]]` tables; `None` when neither exists.
+fn combine(file: Option<Acl>, config_rules: Option<&Acl>) -> Option<Acl> {
+    match (file, config_rules) {
+        (Some(file), Some(rules)) => Some(file.merge(rules.clone())),
+        (Some(file), None) => Some(file),
+        (None, rules) => rules.cloned(),
+    }
+}
+
 fn subject(client: &ClientInfo) -> Subject<'_> {
     Subject {
         username: client.username.as_deref(),
@@ -211,7 +308,9 @@ impl Authorizer for Security {
         identity: &'a Identity,
         request: ConnectRequest<'a>,
     ) -> AuthFuture<'a> {
-        Box::pin(self.authenticate_inner(identity, request))
+        // broker-lite does not pass the will in ConnectRequest yet; it checks the will
+        // topic with authorize_publish when publishing the will.
+        Box::pin(self.authenticate_with_will(identity, request, None))
     }
 
     fn authorize_publish(
@@ -221,24 +320,7 @@ impl Authorizer for Security {
         _qos: QoS,
         _retain: bool,
     ) -> bool {
-        if validate_topic_name(topic).is_err() {
-            self.log_denial(client, topic, "write", "invalid topic name");
-            return false;
-        }
-        let decision = match self.acl.load().as_deref() {
-            Some(acl) => {
-                let d = acl.check(subject(client), topic, Action::Write);
-                (d.allowed, d.reason)
-            }
-            None if topic == "$SYS" || topic.starts_with("$SYS/") => {
-                (false, "$SYS is never writable")
-            }
-            None => (true, ""),
-        };
-        if !decision.0 {
-            self.log_denial(client, topic, "write", decision.1);
-        }
-        decision.0
+        self.check_write(client, topic, "write")
     }
 
     fn authorize_subscribe(&self, client: &ClientInfo, filter: &str, _qos: QoS) -> bool {

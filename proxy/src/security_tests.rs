@@ -2,6 +2,7 @@
 //! transport identities, ACL per operation, bypass attempts and reload.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use mqgate_protocol::ProtocolVersion;
@@ -190,6 +191,191 @@ async fn no_acl_allows_all_but_sys_writes() {
     let closed = Security::new(None, None, false, settings()).unwrap();
     assert_eq!(
         login(&closed, None, Some("anyone"), Some("x")).await,
+        Err(ReasonCode::NotAuthorized)
+    );
+}
+
+/// A Security built from `[auth]`/`[acl]` TOML (anonymous allowed, no password file).
+fn from_toml(text: &str) -> Security {
+    let config = mqgate_config::Config::from_toml_str(text, "t.toml").unwrap();
+    Security::from_config(&config.auth, &config.acl).unwrap()
+}
+
+#[tokio::test]
+async fn toml_rules_and_file_rules_give_the_same_decisions_and_survive_reload() {
+    // The same rule set three ways: all in the file, all in TOML, split between both.
+    let file_text = "topic read public/#\nuser alice\ntopic readwrite a/#\ntopic deny a/secret\ntopic read $SYS/#\npattern write devices/%c/#\n";
+    let toml_rules = r#"
+[[acl.rule]]
+topic = "public/#"
+access = "read"
+[[acl.rule]]
+user = "alice"
+topic = "a/#"
+[[acl.rule]]
+user = "alice"
+topic = "a/secret"
+access = "deny"
+[[acl.rule]]
+user = "alice"
+topic = "$SYS/#"
+access = "read"
+[[acl.rule]]
+pattern = true
+topic = "devices/%c/#"
+access = "write"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.acl");
+    std::fs::write(&full, file_text).unwrap();
+    let half = dir.path().join("half.acl");
+    std::fs::write(&half, "user alice\ntopic readwrite a/#\n").unwrap();
+    let head = "[auth]\nallow_anonymous = true\n[acl]\n";
+    let by_file = from_toml(&format!("{head}file = {full:?}\n"));
+    let by_toml = from_toml(&format!("{head}{toml_rules}"));
+    let split_rules = r#"
+[[acl.rule]]
+topic = "public/#"
+access = "read"
+[[acl.rule]]
+user = "alice"
+topic = "a/secret"
+access = "deny"
+[[acl.rule]]
+user = "alice"
+topic = "$SYS/#"
+access = "read"
+[[acl.rule]]
+pattern = true
+topic = "devices/%c/#"
+access = "write"
+"#;
+    let split = from_toml(&format!("{head}file = {half:?}\n{split_rules}"));
+    // (user, client, topic, action, expected)
+    let table: &[(Option<&str>, &str, &str, &str, bool)] = &[
+        (None, "c", "public/x", "read", true),
+        (None, "c", "public/x", "write", false),
+        (None, "c", "public/#", "subscribe", true),
+        (None, "c", "a/x", "read", false),
+        (Some("alice"), "c", "a/x", "write", true),
+        (Some("alice"), "c", "a/x", "read", true),
+        (Some("alice"), "c", "a/secret", "read", false),
+        (Some("alice"), "c", "a/secret", "write", false),
+        (Some("alice"), "c", "a/#", "subscribe", true),
+        (Some("alice"), "c", "$SYS/#", "subscribe", true),
+        (Some("alice"), "c", "$SYS/x", "write", false),
+        (Some("alice"), "c", "public/x", "read", false),
+        (Some("alice"), "dev1", "devices/dev1/t", "write", true),
+        (Some("alice"), "dev1", "devices/dev2/t", "write", false),
+        (Some("bob"), "dev1", "devices/dev1/t", "write", true),
+        (Some("bob"), "dev1", "devices/dev1/t", "read", false),
+        (Some("bob"), "dev1", "#", "subscribe", false),
+        (Some("bob"), "dev/1", "devices/dev/1/t", "write", false),
+    ];
+    let decide = |s: &Security, user: Option<&str>, id: &str, topic: &str, action: &str| {
+        let c = client(user, id);
+        match action {
+            "read" => s.authorize_delivery(&c, topic),
+            "write" => s.authorize_publish(&c, topic, QoS::AtMostOnce, false),
+            _ => s.authorize_subscribe(&c, topic, QoS::AtMostOnce),
+        }
+    };
+    for &(user, id, topic, action, expected) in table {
+        for (name, s) in [("file", &by_file), ("toml", &by_toml), ("split", &split)] {
+            assert_eq!(
+                decide(s, user, id, topic, action),
+                expected,
+                "{name}: {user:?} {id} {action} {topic}"
+            );
+        }
+    }
+    // SIGHUP: the file is re-read, the TOML rules stay.
+    std::fs::write(&half, "user alice\ntopic read b/#\n").unwrap();
+    split.reload().unwrap();
+    let alice = client(Some("alice"), "c");
+    assert!(!split.authorize_delivery(&alice, "a/x"), "file rule gone");
+    assert!(split.authorize_delivery(&alice, "b/x"), "new file rule");
+    assert!(
+        split.authorize_delivery(&alice, "$SYS/x"),
+        "TOML rule kept after reload"
+    );
+    assert!(split.authorize_delivery(&client(None, "c"), "public/x"));
+    // TOML rules alone (no file): reload has nothing to re-read and keeps them.
+    by_toml.reload().unwrap();
+    assert!(by_toml.authorize_delivery(&alice, "a/x"));
+}
+
+#[test]
+fn disconnect_on_denied_publish_comes_from_config() {
+    let head = "[auth]\nallow_anonymous = true\n";
+    assert!(!from_toml(head).disconnect_on_denied_publish());
+    assert!(from_toml(&format!(
+        "{head}[acl]\ndisconnect_on_denied_publish = true\n"
+    ))
+    .disconnect_on_denied_publish());
+    assert!(!Security::new(None, None, true, settings())
+        .unwrap()
+        .disconnect_on_denied_publish());
+}
+
+#[tokio::test]
+async fn forbidden_will_topic_is_refused_at_connect() {
+    let f = fixture(ACL, false);
+    let identity = Identity::new(peer());
+    let pw = Bytes::from_static(b"secret");
+    let req = ConnectRequest {
+        client_id: "c1",
+        username: Some("alice"),
+        password: Some(&pw),
+        protocol: ProtocolVersion::V5,
+    };
+    let will = |topic| {
+        Some(Will {
+            topic,
+            qos: QoS::AtLeastOnce,
+            retain: true,
+        })
+    };
+    let connect = |w| f.sec.authenticate_with_will(&identity, req, w);
+    assert_eq!(connect(None).await, Ok(Some("alice".into())));
+    assert_eq!(connect(will("a/last-will")).await, Ok(Some("alice".into())));
+    for forbidden in ["b/last-will", "$SYS/x", "a/#", "telemetry/device1/x"] {
+        assert_eq!(
+            connect(will(forbidden)).await,
+            Err(ReasonCode::NotAuthorized),
+            "{forbidden}"
+        );
+    }
+    // Authentication failures still come first, with their own code.
+    let bad = Bytes::from_static(b"wrong");
+    let req_bad = ConnectRequest {
+        password: Some(&bad),
+        ..req
+    };
+    assert_eq!(
+        f.sec
+            .authenticate_with_will(&identity, req_bad, will("a/x"))
+            .await,
+        Err(ReasonCode::BadUserNameOrPassword)
+    );
+    // The will is checked under the identity the client ends up with: a certificate CN.
+    let cert = Identity {
+        peer: peer(),
+        transport_user: Some("device1".into()),
+    };
+    let anon = ConnectRequest {
+        username: None,
+        password: None,
+        ..req
+    };
+    assert_eq!(
+        f.sec
+            .authenticate_with_will(&cert, anon, will("telemetry/device1/gone"))
+            .await,
+        Ok(Some("device1".into()))
+    );
+    assert_eq!(
+        f.sec.authenticate_with_will(&cert, anon, will("a/x")).await,
         Err(ReasonCode::NotAuthorized)
     );
 }

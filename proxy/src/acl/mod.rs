@@ -21,6 +21,7 @@
 //! leaks a topic the client may not read.
 
 mod filter;
+mod from_config;
 mod parse;
 
 use std::collections::HashMap;
@@ -68,8 +69,19 @@ pub struct Rule {
     pub access: Access,
     /// The topic filter as written (patterns before substitution).
     pub topic: String,
-    /// 1-based line number in the file.
+    /// 1-based line number in the file, or 1-based index of the `[[acl.rule]]` table.
     pub line: usize,
+    /// Where the rule was written.
+    pub origin: RuleOrigin,
+}
+
+/// Where a rule was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleOrigin {
+    /// A line of the ACL file.
+    File,
+    /// An `[[acl.rule]]` table of the configuration.
+    Config,
 }
 
 /// Which part of the file a deciding rule came from.
@@ -128,6 +140,31 @@ impl Acl {
     pub fn load(path: &Path) -> Result<Acl, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Acl::parse(&text, path)
+    }
+
+    /// Builds an ACL from `[[acl.rule]]` tables; the result is the ACL the equivalent
+    /// file would give (the rules in order, each in its user's, the anonymous or the
+    /// pattern list).
+    pub fn from_config(rules: &[mqgate_config::AclRule]) -> Result<Acl, Error> {
+        from_config::build(rules)
+    }
+
+    /// Appends `other`'s rules to this ACL's, list by list (anonymous, each user's,
+    /// patterns), as if `other`'s lines followed this file's. Since a matching `deny`
+    /// is checked before any allowing rule, the order only changes which rule is
+    /// reported, never the decision.
+    pub fn merge(mut self, other: Acl) -> Acl {
+        self.anonymous.extend(other.anonymous);
+        for (user, rules) in other.users {
+            self.users.entry(user).or_default().extend(rules);
+        }
+        self.patterns.extend(other.patterns);
+        self
+    }
+
+    /// True when the ACL has no rule and names no user.
+    pub fn is_empty(&self) -> bool {
+        self.anonymous.is_empty() && self.users.is_empty() && self.patterns.is_empty()
     }
 
     /// The two lists consulted for `who`, in order: its own `topic` list, then the

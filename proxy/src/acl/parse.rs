@@ -7,7 +7,7 @@ use std::path::Path;
 use mqgate_protocol::topic::validate_topic_filter;
 use tracing::warn;
 
-use crate::acl::{Access, Acl, Rule};
+use crate::acl::{Access, Acl, Rule, RuleOrigin};
 use crate::error::Error;
 
 fn access_of(token: &str) -> Option<Access> {
@@ -18,6 +18,11 @@ fn access_of(token: &str) -> Option<Access> {
         "deny" => Some(Access::Deny),
         _ => None,
     }
+}
+
+/// True when a pattern topic has a whole `%c` or `%u` level.
+pub(super) fn has_substitution(topic: &str) -> bool {
+    topic.split('/').any(|l| l == "%c" || l == "%u")
 }
 
 /// `strtok(" ")`: the next space-separated token and the rest (leading spaces skipped).
@@ -81,10 +86,10 @@ pub fn parse(text: &str, origin: &Path) -> Result<Acl, Error> {
                     access,
                     topic: topic.to_owned(),
                     line: line_no,
+                    origin: RuleOrigin::File,
                 };
                 if keyword == "pattern" {
-                    let levels = || topic.split('/');
-                    if !levels().any(|l| l == "%c" || l == "%u") {
+                    if !has_substitution(topic) {
                         warn!(
                             file = %origin.display(), line = line_no,
                             "ACL pattern has no whole-level %c or %u; it applies to every client as written"

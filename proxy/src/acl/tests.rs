@@ -217,3 +217,173 @@ fn parse_errors_have_line_numbers() {
         );
     }
 }
+
+/// [`FILE`]'s rules as `[[acl.rule]]` tables.
+const TOML_RULES: &str = r#"
+[[acl.rule]]
+topic = "public/#"
+access = "read"
+
+[[acl.rule]]
+user = "alice"
+topic = "sensors/alice/#"
+access = "readwrite"
+[[acl.rule]]
+user = "alice"
+topic = "sensors/+/temp"
+access = "read"
+[[acl.rule]]
+user = "alice"
+topic = "sensors/secret/#"
+access = "deny"
+[[acl.rule]]
+user = "alice"
+topic = "cmd/alice"
+access = "write"
+[[acl.rule]]
+user = "alice"
+topic = "$SYS/broker/clients/#"
+
+[[acl.rule]]
+user = "bob"
+topic = "space/x"
+
+[[acl.rule]]
+pattern = true
+topic = "devices/%c/#"
+access = "readwrite"
+[[acl.rule]]
+pattern = true
+topic = "users/%u/inbox"
+access = "read"
+"#;
+
+fn toml_acl(text: &str) -> Acl {
+    let config = mqgate_config::Config::from_toml_str(text, "t.toml").unwrap();
+    Acl::from_config(&config.acl.rules).unwrap()
+}
+
+/// (user, client, topic or filter, action; `None` = subscribe) cases covering every list.
+const CASES: &[(Option<&str>, &str, &str, Option<Action>)] = &[
+    (None, "c1", "public/x", Some(R)),
+    (None, "c1", "public/x", Some(W)),
+    (None, "c1", "sensors/alice/x", Some(R)),
+    (None, "c1", "public/#", None),
+    (None, "dev7", "devices/dev7/x", Some(W)),
+    (None, "dev7", "users//inbox", Some(R)),
+    (Some("alice"), "c1", "sensors/alice/x", Some(W)),
+    (Some("alice"), "c1", "sensors/bob/temp", Some(R)),
+    (Some("alice"), "c1", "sensors/bob/temp", Some(W)),
+    (Some("alice"), "c1", "sensors/secret/temp", Some(R)),
+    (Some("alice"), "c1", "sensors/secret/#", None),
+    (Some("alice"), "c1", "sensors/#", None),
+    (Some("alice"), "c1", "cmd/alice", Some(W)),
+    (Some("alice"), "c1", "cmd/alice", Some(R)),
+    (Some("alice"), "c1", "public/x", Some(R)),
+    (Some("alice"), "c1", "$SYS/broker/clients/n", Some(R)),
+    (Some("alice"), "c1", "$SYS/broker/clients/n", Some(W)),
+    (Some("alice"), "c1", "#", None),
+    (Some("alice"), "c1", "$SYS/#", None),
+    (Some("bob"), "b", "space/x", Some(W)),
+    (Some("bob"), "b", "space/y", Some(R)),
+    (Some("bob"), "b", "users/bob/inbox", Some(R)),
+    (Some("bob"), "b", "users/alice/inbox", Some(R)),
+    (Some("eve"), "dev7", "devices/dev7/status", Some(W)),
+    (Some("eve"), "dev7", "devices/dev8/status", Some(W)),
+    (Some("eve"), "dev/7", "devices/dev/7/status", Some(W)),
+    (Some("eve"), "dev7", "$share/g/devices/dev7/#", None),
+    (Some("eve"), "dev7", "public/x", Some(R)),
+];
+
+/// One case's outcome: allowed, reason, and the deciding rule's list, access and topic.
+type Outcome = (bool, &'static str, Option<(RuleSource, Access, String)>);
+
+fn decisions(acl: &Acl) -> Vec<Outcome> {
+    CASES
+        .iter()
+        .map(|&(user, client, topic, action)| {
+            let d = match action {
+                Some(a) => acl.check(who(user, client), topic, a),
+                None => acl.check_subscribe(who(user, client), topic),
+            };
+            let rule = d.rule.map(|(s, r)| (s, r.access, r.topic.clone()));
+            (d.allowed, d.reason, rule)
+        })
+        .collect()
+}
+
+#[test]
+fn toml_rules_decide_exactly_as_the_file() {
+    let file = acl();
+    let toml = toml_acl(TOML_RULES);
+    let (a, b) = (decisions(&file), decisions(&toml));
+    for (i, case) in CASES.iter().enumerate() {
+        assert_eq!(a[i], b[i], "case {case:?}");
+    }
+    // The table exercises both outcomes.
+    assert!(a.iter().any(|d| d.0) && a.iter().any(|d| !d.0));
+    // Same lists, differing only in where each rule was written.
+    let d = toml.check(who(Some("alice"), "c1"), "sensors/secret/x", R);
+    let rule = d.rule.map(|(_, r)| r.clone());
+    assert_eq!(
+        rule.map(|r| (r.origin, r.line)),
+        Some((RuleOrigin::Config, 4)),
+        "the 4th [[acl.rule]] table"
+    );
+}
+
+#[test]
+fn file_and_toml_rules_combine() {
+    // Half the rules in the file, half in TOML: the same decisions as all in the file.
+    let file_half = Acl::parse(
+        "topic read public/#\nuser alice\ntopic readwrite sensors/alice/#\ntopic read sensors/+/temp\npattern readwrite devices/%c/#\n",
+        Path::new("acl"),
+    )
+    .unwrap();
+    let toml_half = toml_acl(
+        r#"
+[[acl.rule]]
+user = "alice"
+topic = "sensors/secret/#"
+access = "deny"
+[[acl.rule]]
+user = "alice"
+topic = "cmd/alice"
+access = "write"
+[[acl.rule]]
+user = "alice"
+topic = "$SYS/broker/clients/#"
+[[acl.rule]]
+user = "bob"
+topic = "space/x"
+[[acl.rule]]
+pattern = true
+topic = "users/%u/inbox"
+access = "read"
+"#,
+    );
+    let merged = file_half.merge(toml_half);
+    let all: Vec<_> = decisions(&acl()).into_iter().map(|d| d.0).collect();
+    let got: Vec<_> = decisions(&merged).into_iter().map(|d| d.0).collect();
+    assert_eq!(got, all);
+    // A TOML deny overrides a file grant of the same user.
+    assert!(!can(&merged, Some("alice"), "c1", "sensors/secret/temp", R));
+}
+
+#[test]
+fn toml_rule_errors_name_the_table() {
+    let rule = |user: Option<&str>, pattern: bool, topic: &str| mqgate_config::AclRule {
+        user: user.map(str::to_owned),
+        pattern,
+        topic: topic.to_owned(),
+        access: mqgate_config::AclAccess::Read,
+    };
+    let e = Acl::from_config(&[rule(None, false, "ok"), rule(None, false, "a/#/b")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("[[acl.rule]]:2: invalid topic filter"), "{e}");
+    let e = Acl::from_config(&[rule(Some("u"), true, "a/%u")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("exclude each other"), "{e}");
+}
