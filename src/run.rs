@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use mqgate_broker_lite::{serve_tcp, serve_ws, Broker, BrokerSettings, OverloadPolicy};
 use mqgate_config::{Config, ListenerConfig, ListenerKind, QueueFullPolicy};
+use mqgate_proxy::ssh::{fingerprint, serve_ssh, SshPasswordVerifier, SshServerSettings, SshTunnel};
 use mqgate_proxy::tls::{serve_tls, TlsAcceptorSource};
 use mqgate_proxy::Security;
 use tokio::net::TcpListener;
@@ -123,7 +124,7 @@ fn broker_settings(config: &Config) -> BrokerSettings {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     for listener in &config.listeners {
-        if matches!(listener.kind, ListenerKind::Wss | ListenerKind::Ssh) {
+        if listener.kind == ListenerKind::Wss {
             bail!(
                 "listener {} ({:?}) is not available in this build yet",
                 listener.bind,
@@ -162,11 +163,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 tracing::info!(kind = %"tls", %addr, "listening");
                 tracker.spawn(serve_tls(socket, source, handle, token));
             }
+            ListenerKind::Ssh => {
+                let ssh = listener.ssh.clone().unwrap_or_default();
+                let passwords = ssh
+                    .allow_password
+                    .then(|| security.clone() as Arc<dyn SshPasswordVerifier>);
+                let settings = SshServerSettings::from_config(&ssh, passwords)
+                    .with_context(|| format!("SSH listener {}", listener.bind))?;
+                let host_key = fingerprint(settings.host_key.public_key());
+                tracing::info!(kind = %"ssh", %addr, fingerprint = %host_key, "listening");
+                tracker.spawn(serve_ssh(socket, settings, handle, token));
+            }
             _ => {
                 tracing::info!(kind = %"tcp", %addr, "listening");
                 tracker.spawn(serve_tcp(socket, handle, token));
             }
         }
+    }
+    for tunnel in &config.tunnels {
+        let name = tunnel.name.clone();
+        let client = SshTunnel::new(tunnel.clone()).with_context(|| format!("tunnel {name}"))?;
+        let token = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(err) = client.run(token).await {
+                tracing::error!(tunnel = %name, %err, "SSH tunnel stopped");
+            }
+        });
     }
     crate::bridges::start_bridges(
         &config,
