@@ -42,9 +42,15 @@ async fn queued_qos1_messages_survive_kill_9() {
     // A persistent subscriber registers, then goes offline.
     let (sub, mut sub_events) = client("offline-device", addr, false);
     sub.subscribe("site/#", QoS::AtLeastOnce).await.unwrap();
-    drive(&mut sub_events, |e| matches!(e, Event::Incoming(Incoming::SubAck(_)))).await;
+    drive(&mut sub_events, |e| {
+        matches!(e, Event::Incoming(Incoming::SubAck(_)))
+    })
+    .await;
     sub.disconnect().await.unwrap();
-    drive(&mut sub_events, |e| matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect))).await;
+    drive(&mut sub_events, |e| {
+        matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect))
+    })
+    .await;
     drop(sub_events);
 
     // A publisher sends N QoS 1 messages; each PUBACK means "on disk" (durability sync).
@@ -87,7 +93,11 @@ async fn queued_qos1_messages_survive_kill_9() {
         seen.len() == N
     })
     .await;
-    assert_eq!(present, Some(true), "the persistent session survived kill -9");
+    assert_eq!(
+        present,
+        Some(true),
+        "the persistent session survived kill -9"
+    );
     assert_eq!(seen.len(), N, "every acknowledged message was delivered");
     assert_eq!(seen.iter().copied().max(), Some(N - 1));
 }
