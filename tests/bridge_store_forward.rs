@@ -8,7 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bridge_support::{gateway_config, payloads, publish_all, sock, subscribe, Cloud, DEADLINE};
+use bridge_support::{
+    gateway_config, payloads, publish_all, sock, subscribe, Cloud, ProcUsage, DEADLINE,
+};
 use common::Mqgate;
 use rumqttc::QoS;
 
@@ -287,7 +289,9 @@ async fn sustained_rate_next_to_mosquittos_bridge() {
     let cloud = Cloud::start(&dir.path().join("cloud"), "");
     let config = gateway_config(dir.path(), &bridge_toml("up", &cloud, ""));
     let gw = start_gateway(&dir.path().join("gw"), &config);
+    let before = ProcUsage::of(gw.pid());
     let ours = forward_time(gw.addr, cloud.port, "sub-ours", N).await;
+    let after = ProcUsage::of(gw.pid());
 
     let bridge = format!(
         "connection up\naddress {}\ntopic sensors/# out 1 \"\" cloud/\ncleansession false\n",
@@ -312,12 +316,25 @@ async fn sustained_rate_next_to_mosquittos_bridge() {
         }
     )));
     let theirs = forward_time(sock(mosquitto_gw.port), cloud.port, "sub-theirs", N).await;
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     eprintln!(
-        "FIGURES: sustained QoS 1 local -> cloud, {N} messages (publisher, gateway and cloud on one host, debug build): \
+        "FIGURES: sustained QoS 1 local -> cloud, {N} messages (publisher, gateway and cloud on one host, {build} build): \
          mqgate {:.0} msg/s ({ours:.2} s), mosquitto 2.0 bridge {:.0} msg/s ({theirs:.2} s)",
         N as f64 / ours,
         N as f64 / theirs
     );
+    if let (Some(b), Some(a)) = (before, after) {
+        eprintln!(
+            "FIGURES: mqgate wrote {:.0} disk bytes and used {:.0} us of CPU per message \
+             (broker-lite's store and the bridge queue together, /proc/<pid>/io and stat)",
+            (a.write_bytes - b.write_bytes) as f64 / N as f64,
+            (a.cpu_secs - b.cpu_secs) * 1e6 / N as f64
+        );
+    }
     let s = gw.logs();
     assert!(!s.contains("dropping"), "no drops expected");
 }

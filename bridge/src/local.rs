@@ -3,21 +3,28 @@
 //! messages for the bridge while it restarts.
 //!
 //! * A local message is mapped, pushed into the durable queue, and acknowledged to the
-//!   local broker (PUBACK / PUBREC) only once the queue's commit resolved.
+//!   local broker (PUBACK / PUBREC) only once the queue's commit resolved. The commits
+//!   wait in a FIFO polled by the link's own task (the WAL resolves them in append order),
+//!   and each group commit releases its whole batch of acks in one write: no task per
+//!   message.
 //! * Messages from the upstream (`in` rules) are published locally; the upstream link is
 //!   told (oneshot) when the local broker acknowledged them, and acks upstream only then.
 //! * Loop prevention: MQTT 5 is tried first; with it, the subscriptions use No Local and
 //!   Retain As Published. A broker that refuses MQTT 5 gets 3.1.1 and the [`EchoGuard`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use mqgate_protocol::{
     Connect, Packet, Properties, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, RetainHandling,
     Subscribe, SubscribeFilter, SubscriptionOptions,
 };
+use mqgate_wal::Commit;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -199,6 +206,8 @@ impl LocalLink {
             link.send(Packet::Publish(publish))?;
         }
         let tx = link.sender();
+        // Acks for the local broker, each waiting for its message's commit, in order.
+        let mut durable: VecDeque<(Commit, Packet)> = VecDeque::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -206,7 +215,17 @@ impl LocalLink {
                     link.close(Duration::from_secs(1)).await;
                     return Ok(());
                 }
-                packet = link.next() => self.on_packet(packet?, &tx, v5).await?,
+                packet = link.next() => {
+                    if let Some(waiting) = self.on_packet(packet?, &tx, v5).await? {
+                        durable.push_back(waiting);
+                    }
+                }
+                result = poll_fn(|cx| match durable.front_mut() {
+                    Some((commit, _)) => commit.poll_unpin(cx),
+                    None => Poll::Pending,
+                }), if !durable.is_empty() => {
+                    self.release_acks(result, &mut durable, &tx)?;
+                }
                 command = commands.recv() => match command {
                     Some(command) => self.publish(command, &tx, v5)?,
                     None => return Ok(()),
@@ -215,7 +234,41 @@ impl LocalLink {
         }
     }
 
-    async fn on_packet(&mut self, packet: Packet, link: &Tx, v5: bool) -> Result<(), BridgeError> {
+    /// Sends the ack whose commit resolved with `first`, and those of every following
+    /// commit already resolved. A failed commit is logged and its message left unacked
+    /// (the local broker redelivers it after a reconnect).
+    fn release_acks(
+        &self,
+        first: Result<(), mqgate_wal::WalError>,
+        durable: &mut VecDeque<(Commit, Packet)>,
+        tx: &Tx,
+    ) -> Result<(), BridgeError> {
+        let mut result = Some(first);
+        while let Some(outcome) = result.take() {
+            let Some((_, ack)) = durable.pop_front() else {
+                break;
+            };
+            match outcome {
+                Ok(()) => send(tx, ack)?,
+                Err(error) => tracing::error!(bridge = %self.name, %error,
+                    "bridge queue could not store a message; not acknowledging it"),
+            }
+            result = durable
+                .front_mut()
+                .and_then(|(commit, _)| commit.now_or_never());
+        }
+        Ok(())
+    }
+
+    /// Handles a packet from the local broker; returns an ack to send once its commit
+    /// resolves.
+    async fn on_packet(
+        &mut self,
+        packet: Packet,
+        link: &Tx,
+        v5: bool,
+    ) -> Result<Option<(Commit, Packet)>, BridgeError> {
+        let done = |r: Result<(), BridgeError>| r.map(|()| None);
         match packet {
             Packet::Publish(publish) => self.on_publish(publish, link, v5).await,
             Packet::PubAck(ack) | Packet::PubComp(ack) => {
@@ -224,18 +277,18 @@ impl LocalLink {
                         let _ = done.send(());
                     }
                 }
-                Ok(())
+                Ok(None)
             }
-            Packet::PubRec(ack) => send(link, Packet::PubRel(PubAck::new(ack.pkid))),
-            Packet::PubRel(ack) => send(link, Packet::PubComp(PubAck::new(ack.pkid))),
+            Packet::PubRec(ack) => done(send(link, Packet::PubRel(PubAck::new(ack.pkid)))),
+            Packet::PubRel(ack) => done(send(link, Packet::PubComp(PubAck::new(ack.pkid)))),
             Packet::SubAck(suback) => {
                 for reason in suback.reasons.iter().filter(|r| r.is_failure()) {
                     tracing::error!(bridge = %self.name, ?reason,
                         "bridge: the local broker refused an out-rule subscription");
                 }
-                Ok(())
+                Ok(None)
             }
-            Packet::PingResp => Ok(()),
+            Packet::PingResp => Ok(None),
             Packet::Disconnect(d) => {
                 tracing::warn!(bridge = %self.name, reason = ?d.reason, "bridge: local broker disconnected us");
                 Err(BridgeError::Closed)
@@ -244,13 +297,14 @@ impl LocalLink {
         }
     }
 
-    /// A local message for an `out` rule: queue it, ack it once durable.
+    /// A local message for an `out` rule: queue it; returns its ack, to be sent once the
+    /// message is durable.
     async fn on_publish(
         &mut self,
         publish: Publish,
         link: &Tx,
         v5: bool,
-    ) -> Result<(), BridgeError> {
+    ) -> Result<Option<(Commit, Packet)>, BridgeError> {
         let ack = match publish.qos {
             QoS::AtMostOnce => None,
             QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(publish.pkid))),
@@ -270,7 +324,7 @@ impl LocalLink {
             if echo {
                 tracing::trace!(bridge = %self.name, topic = %publish.topic, "bridge: not forwarding our own message back");
             }
-            return ack.map_or(Ok(()), |a| send(link, a));
+            return ack.map_or(Ok(None), |a| send(link, a).map(|()| None));
         };
         let message = NewMessage {
             topic: topic.into(),
@@ -279,25 +333,8 @@ impl LocalLink {
             payload: publish.payload,
         };
         match self.queue.push(message).await? {
-            Pushed::Dropped => ack.map_or(Ok(()), |a| send(link, a)),
-            Pushed::Stored(commit) => {
-                let Some(ack) = ack else {
-                    drop(commit);
-                    return Ok(());
-                };
-                let tx = link.clone();
-                let name = self.name.clone();
-                tokio::spawn(async move {
-                    match commit.await {
-                        Ok(()) => {
-                            let _ = tx.send(ack);
-                        }
-                        Err(error) => tracing::error!(bridge = %name, %error,
-                            "bridge queue could not store a message; not acknowledging it"),
-                    }
-                });
-                Ok(())
-            }
+            Pushed::Dropped => ack.map_or(Ok(None), |a| send(link, a).map(|()| None)),
+            Pushed::Stored(commit) => Ok(ack.map(|ack| (commit, ack))),
         }
     }
 

@@ -331,3 +331,36 @@ impl Drop for MosquittoSub {
         let _ = self.child.wait();
     }
 }
+
+/// A process's disk writes and CPU time so far, from `/proc/<pid>/io` and `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcUsage {
+    /// Bytes the process caused to be written to storage (`write_bytes`).
+    pub write_bytes: u64,
+    /// User + system CPU time, in seconds.
+    pub cpu_secs: f64,
+}
+
+impl ProcUsage {
+    /// Reads the figures of `pid` (Linux only; `None` if /proc cannot tell).
+    pub fn of(pid: u32) -> Option<ProcUsage> {
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+        let write_bytes = io
+            .lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which ends with the last ')'): utime is field 14
+        // of the whole line, i.e. index 11 after it.
+        let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+        let out = Command::new("getconf").arg("CLK_TCK").output().ok()?;
+        let hz: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        Some(ProcUsage {
+            write_bytes,
+            cpu_secs: ticks as f64 / hz,
+        })
+    }
+}
