@@ -72,7 +72,11 @@ fi
 for b in "${brokers[@]}" mqgate-durable; do wait_port "${port[$b]}"; done
 
 results="$work/results.txt"
-bench() { local b=$1; shift; $bin bench --addr 127.0.0.1:${port[$b]} --broker-pid ${pid[$b]} --seconds "$secs" --label "$b" "$@" | tee -a "$results"; }
+bench() {
+  local b=$1; shift
+  $bin bench --addr 127.0.0.1:${port[$b]} --broker-pid ${pid[$b]} --seconds "$secs" --label "$b" "$@" | tee -a "$results" \
+    || echo "bench: $b $* failed" >&2
+}
 
 for b in "${brokers[@]}"; do
   bench "$b" fan-in --qos 0

@@ -25,6 +25,8 @@ use tokio::sync::Semaphore;
 const VERSION: ProtocolVersion = ProtocolVersion::V3_1_1;
 /// Generous limit for what the broker sends us.
 const MAX_PACKET: usize = 1 << 20;
+/// Keep-alive of the load connections (rumqttd refuses 0).
+const KEEP_ALIVE: u16 = 60;
 /// Packets encoded per write call by publishers.
 const BATCH: usize = 64;
 
@@ -248,7 +250,7 @@ async fn subscriber(
     qos: QoS,
     counter: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
-    let mut conn = Conn::open(addr, client_id, 0).await?;
+    let mut conn = Conn::open(addr, client_id, KEEP_ALIVE).await?;
     let subscribe = Packet::Subscribe(Subscribe {
         pkid: 1,
         filters: vec![SubscribeFilter {
@@ -334,7 +336,7 @@ async fn publisher(
     payload: usize,
     inflight: usize,
 ) -> anyhow::Result<()> {
-    let conn = Conn::open(addr, &client_id, 0).await?;
+    let conn = Conn::open(addr, &client_id, KEEP_ALIVE).await?;
     let Conn {
         mut reader,
         mut rbuf,
@@ -483,7 +485,7 @@ fn print_result(label: &str, scenario: &str, value: f64, unit: &str, usage: &Usa
 async fn latency(args: &BenchArgs, rate: u32, qos: QoS) -> anyhow::Result<()> {
     let epoch = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut sub = Conn::open(args.addr, "bench-lat-sub", 0).await?;
+    let mut sub = Conn::open(args.addr, "bench-lat-sub", KEEP_ALIVE).await?;
     let subscribe = Packet::Subscribe(Subscribe {
         pkid: 1,
         filters: vec![SubscribeFilter {
@@ -500,7 +502,7 @@ async fn latency(args: &BenchArgs, rate: u32, qos: QoS) -> anyhow::Result<()> {
     let counter = Arc::new(AtomicU64::new(0));
     tokio::spawn(count_deliveries(sub, counter.clone(), Some((epoch, tx))));
 
-    let mut publisher = Conn::open(args.addr, "bench-lat-pub", 0).await?;
+    let mut publisher = Conn::open(args.addr, "bench-lat-pub", KEEP_ALIVE).await?;
     let total = u64::from(rate) * args.seconds;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -589,7 +591,7 @@ async fn connect_loop(addr: SocketAddr, counter: Arc<AtomicU64>) -> anyhow::Resu
     let mut i: u64 = 0;
     loop {
         i += 1;
-        let mut conn = Conn::open(addr, &format!("bench-conn-{task}-{i}"), 0).await?;
+        let mut conn = Conn::open(addr, &format!("bench-conn-{task}-{i}"), KEEP_ALIVE).await?;
         conn.send(&Packet::Disconnect(Disconnect::default()))
             .await?;
         counter.fetch_add(1, Ordering::Relaxed);
