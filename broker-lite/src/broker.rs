@@ -1,12 +1,13 @@
 //! The public face of broker-lite: [`Broker`] (start, shutdown), [`BrokerHandle`] (serve a
 //! connection from any transport) and the TCP and WebSocket listeners.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -119,27 +120,44 @@ impl BrokerHandle {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        if let Some(permit) = self.admit(identity.peer) {
+            let conn = self.connection(stream, identity, permit);
+            self.inner.tracker.track_future(conn).await;
+        }
+    }
+
+    /// A `max_connections` slot for a new connection from `peer`, unless the broker is
+    /// stopping or full (logged).
+    fn admit(&self, peer: SocketAddr) -> Option<OwnedSemaphorePermit> {
         let inner = &self.inner;
         if inner.shutdown.is_cancelled() {
-            return;
+            return None;
         }
-        let Ok(_permit) = inner.connections.clone().try_acquire_owned() else {
+        let permit = inner.connections.clone().try_acquire_owned().ok();
+        if permit.is_none() {
             warn!(
-                peer = %identity.peer,
+                %peer,
                 limit = "max_connections",
                 max = inner.core.settings.max_connections,
                 "refusing connection: too many connections"
             );
-            return;
-        };
-        // Built in place: a `let` of the future would keep a second copy of it in this
-        // one's state (every idle connection pays for its task's future size).
-        let core = inner.core.clone();
-        let shutdown = inner.shutdown.clone();
-        inner
-            .tracker
-            .track_future(connection::serve(core, shutdown, stream, identity))
-            .await;
+        }
+        permit
+    }
+
+    /// The future of one admitted connection.
+    fn connection<S>(
+        &self,
+        stream: S,
+        identity: Identity,
+        permit: OwnedSemaphorePermit,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let core = self.inner.core.clone();
+        let shutdown = self.inner.shutdown.clone();
+        connection::serve(core, shutdown, stream, identity, permit)
     }
 
     /// The broker's counters.
@@ -179,8 +197,11 @@ pub async fn serve_tcp(listener: TcpListener, handle: BrokerHandle, shutdown: Ca
             Ok((stream, peer)) => {
                 delay = Duration::from_millis(5);
                 let _ = stream.set_nodelay(true);
-                let h = handle.clone();
-                handle.spawn(async move { h.serve_connection(stream, Identity::new(peer)).await });
+                // Spawned directly (not through `serve_connection`): the task holds only
+                // the connection's own future.
+                if let Some(permit) = handle.admit(peer) {
+                    handle.spawn(handle.connection(stream, Identity::new(peer), permit));
+                }
             }
             Err(e) => backoff(e, &mut delay).await,
         }

@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,10 +16,11 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use mqgate_protocol::codec::{decode_packet, encode_packet, encoded_len};
 use mqgate_protocol::{
-    Auth, ConnAck, Connect, Disconnect, Packet, PacketType, Properties, ProtocolVersion, PubAck,
-    Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    Auth, ConnAck, Connect, Disconnect, LastWill, Packet, PacketType, Properties, ProtocolVersion,
+    PubAck, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
@@ -120,32 +120,36 @@ struct PendingAck {
     releases: bool,
 }
 
-/// Runs one connection to its end (see the module comment).
-pub(crate) async fn serve<S>(
+/// The future that runs one connection to its end (see the module comment); `permit`
+/// (a `max_connections` slot) is released when it ends.
+///
+/// Not an `async fn`: its arguments would be stored in the future next to the `Conn` built
+/// from them. Here the future holds the `Conn` once and borrows it (every idle connection
+/// pays for its task's future size).
+pub(crate) fn serve<S>(
     core: Arc<Core>,
     shutdown: CancellationToken,
     stream: S,
     identity: Identity,
-) where
+    permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send + 'static
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let span = info_span!("mqtt", peer = %identity.peer, client_id = field::Empty);
-    async move {
-        let mut conn = Conn {
-            core,
-            shutdown,
-            stream,
-            rbuf: BytesMut::new(),
-            wbuf: BytesMut::new(),
-            version: ProtocolVersion::V3_1_1,
-            peer: identity.peer,
-            need_flush: false,
-            v5: V5State::default(),
-        };
-        conn.run(identity).await;
-    }
-    .instrument(span)
-    .await
+    let mut conn = Conn {
+        core,
+        shutdown,
+        stream,
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+        version: ProtocolVersion::V3_1_1,
+        identity,
+        need_flush: false,
+        v5: V5State::default(),
+        _permit: permit,
+    };
+    async move { conn.run().await }.instrument(span)
 }
 
 struct Conn<S> {
@@ -155,9 +159,12 @@ struct Conn<S> {
     rbuf: BytesMut,
     wbuf: BytesMut,
     version: ProtocolVersion,
-    peer: SocketAddr,
+    /// What the transport said about the peer (also for re-authentication).
+    identity: Identity,
     need_flush: bool,
     v5: V5State,
+    /// The connection's `max_connections` slot.
+    _permit: OwnedSemaphorePermit,
 }
 
 /// What an MQTT 5 CONNECT negotiated for this connection (defaults for 3.x).
@@ -203,8 +210,6 @@ struct Attached {
     seq: u64,
     /// Keep alive in force (the client's, or the Server Keep Alive).
     keep_alive: u16,
-    /// What the transport said about the peer (for re-authentication).
-    identity: Identity,
 }
 
 /// True if `buf` starts with a CONNECT of protocol level 5 (to answer a malformed one
@@ -226,18 +231,20 @@ fn is_v5_connect(buf: &[u8]) -> bool {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
-    async fn run(&mut self, identity: Identity) {
-        // Boxed: the CONNECT (kept for the will) and the futures of the rarely run steps
-        // stay out of the connection's future, which every idle connection holds.
+    async fn run(&mut self) {
+        // Boxed: the futures of the rarely run steps stay out of the connection's future,
+        // which every idle connection holds. Of the CONNECT only the will is kept (boxed,
+        // and only if there is one).
         let connect = match Box::pin(self.read_connect()).await {
-            Ok(Some(c)) => Box::new(c),
+            Ok(Some(c)) => c,
             Ok(None) => return,
             Err(end) => {
                 self.log_end(&end);
                 return;
             }
         };
-        let Some(att) = Box::pin(self.accept((*connect).clone(), &identity)).await else {
+        let last_will = connect.will.clone().map(Box::new);
+        let Some(att) = Box::pin(self.accept(connect)).await else {
             let _ = self.flush_all().await;
             return;
         };
@@ -255,10 +262,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.flush_all()).await;
             }
         }
-        let will = if end.publishes_will() {
-            self.will(&connect, &att.client, att.session.uid)
-        } else {
-            None
+        let will = match &last_will {
+            Some(w) if end.publishes_will() => self.will(w, &att.client, att.session.uid),
+            _ => None,
         };
         self.core
             .close_session(&att.session, att.seq, self.v5.expiry, will);
@@ -268,9 +274,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         }
     }
 
-    /// The will of `connect`, if it has one and it may be published.
-    fn will(&self, connect: &Connect, client: &ClientInfo, origin: u64) -> Option<PendingWill> {
-        let will = connect.will.as_ref()?;
+    /// The will to publish, if it may be published.
+    fn will(&self, will: &LastWill, client: &ClientInfo, origin: u64) -> Option<PendingWill> {
         if !self
             .core
             .authorizer
@@ -540,12 +545,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
     }
 
     /// An AUTH packet on an established connection: re-authentication (MQTT 5 §4.12.1).
-    async fn on_auth(
-        &mut self,
-        a: Auth,
-        identity: &Identity,
-        client: &ClientInfo,
-    ) -> Result<(), End> {
+    async fn on_auth(&mut self, a: Auth, client: &ClientInfo) -> Result<(), End> {
+        let identity = &self.identity.clone();
         let Some(method) = self.v5.auth_method.clone() else {
             return Err(End::Violation(
                 ReasonCode::ProtocolError,
@@ -608,7 +609,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
     }
 
     /// Validates CONNECT, authenticates, attaches the session and sends CONNACK.
-    async fn accept(&mut self, mut connect: Connect, identity: &Identity) -> Option<Attached> {
+    async fn accept(&mut self, mut connect: Connect) -> Option<Attached> {
+        let identity = &self.identity.clone();
         self.version = connect.protocol;
         let v5 = connect.protocol.is_v5();
         let mut keep_alive = connect.keep_alive;
@@ -695,7 +697,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         let client = Arc::new(ClientInfo {
             client_id: connect.client_id.clone(),
             username,
-            peer: self.peer,
+            peer: self.identity.peer,
         });
         let opened = self.core.open_session(
             &connect.client_id,
@@ -707,7 +709,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             old.kick_with(ReasonCode::SessionTakenOver);
         }
         let session = opened.session;
-        let kick = CancellationToken::new();
+        // A child of the broker's shutdown token: the connection waits on one token for
+        // takeover, limits and shutdown.
+        let kick = self.shutdown.child_token();
         session
             .kick_reason
             .store(ReasonCode::SessionTakenOver.value(), Ordering::Relaxed);
@@ -762,7 +766,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             kick,
             seq,
             keep_alive,
-            identity: identity.clone(),
         })
     }
 
@@ -932,7 +935,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                             .unwrap_or(ReasonCode::SessionTakenOver),
                     );
                 }
-                _ = self.shutdown.cancelled() => return End::Shutdown,
                 _ = &mut timer, if keep_alive.is_some() => return End::KeepAlive,
                 r = poll_fn(|cx| poll_io(&mut *stream, rbuf, wbuf, can_read.then_some(max), need_flush, cx)) => match r {
                     Err(e) => return End::Io(e),
@@ -1125,7 +1127,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                     will: d.reason == ReasonCode::DisconnectWithWillMessage,
                 })
             }
-            Packet::Auth(a) => self.on_auth(a, &att.identity, &att.client).await,
+            Packet::Auth(a) => self.on_auth(a, &att.client).await,
             Packet::Connect(_) => Err(End::Violation(
                 ReasonCode::ProtocolError,
                 "a second CONNECT on a connection [MQTT-3.1.0-2]",
@@ -1492,8 +1494,17 @@ mod tests {
             None,
         ));
         let (stream, _peer) = tokio::io::duplex(64);
-        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-        let fut = serve(core, CancellationToken::new(), stream, Identity::new(peer));
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap();
+        let fut = serve(
+            core,
+            CancellationToken::new(),
+            stream,
+            Identity::new(peer),
+            permit,
+        );
         let size = std::mem::size_of_val(&fut);
         assert!(size < 2560, "the connection future is {size} bytes");
     }
