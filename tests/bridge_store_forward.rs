@@ -338,3 +338,51 @@ async fn sustained_rate_next_to_mosquittos_bridge() {
     let s = gw.logs();
     assert!(!s.contains("dropping"), "no drops expected");
 }
+
+/// The backlog drain rate after an outage of 100,000 messages, and the disk bytes written
+/// per message while they were queued and drained. A measurement: run it on its own with
+/// `cargo test --release --test bridge_store_forward backlog_drain -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "measurement (100,000 messages); run explicitly"]
+async fn backlog_drain_rate_after_a_100k_outage() {
+    const N: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cloud = Cloud::start(&dir.path().join("cloud"), "");
+    let received = subscribe(sock(cloud.port), "cloud-sub", "cloud/#", QoS::AtLeastOnce).await;
+    let queue = "[bridge.queue]\nmax_bytes = 1000000000\n";
+    let config = gateway_config(dir.path(), &bridge_toml("up", &cloud, queue));
+    let gw = start_gateway(&dir.path().join("gw"), &config);
+    let before = ProcUsage::of(gw.pid());
+    cloud.stop();
+    let started = Instant::now();
+    let acked = publish_all(
+        gw.addr,
+        "publisher",
+        "sensors/t",
+        QoS::AtLeastOnce,
+        payloads("b", 0..N),
+        |_| {},
+    )
+    .await;
+    assert_eq!(acked, N);
+    let queued = started.elapsed().as_secs_f64();
+    cloud.restart();
+    let back = Instant::now();
+    let all = tokio::task::block_in_place(|| received.wait_distinct(N, DEADLINE * 5));
+    let drained = back.elapsed().as_secs_f64();
+    assert!(all, "lost messages: {} of {N} arrived", received.distinct());
+    let after = ProcUsage::of(gw.pid());
+    eprintln!(
+        "FIGURES: outage backlog of {N}: queued (acked to the publisher) at {:.0} msg/s, \
+         drained at {:.0} msg/s ({drained:.2} s after the uplink returned)",
+        N as f64 / queued,
+        N as f64 / drained
+    );
+    if let (Some(b), Some(a)) = (before, after) {
+        eprintln!(
+            "FIGURES: mqgate wrote {:.0} disk bytes and used {:.0} us of CPU per message (queue + drain)",
+            (a.write_bytes - b.write_bytes) as f64 / N as f64,
+            (a.cpu_secs - b.cpu_secs) * 1e6 / N as f64
+        );
+    }
+}

@@ -9,6 +9,12 @@
 //!   counted in [`BridgeStats`], logged at DEBUG, and summarised at WARN (at most once a
 //!   second, with the running totals), so no loss is silent and a long outage does not
 //!   flood the log.
+//! * `Removed` records are not appended one by one: they wait in memory and go into the
+//!   WAL with the next `Enqueued` append (same group commit, no fsync of their own), or on
+//!   [`DurableQueue::flush_removed`] (the upstream link calls it every 250 ms) once
+//!   `REMOVED_FLUSH` of them are pending, and at close. A crash can therefore forget up to
+//!   that many removals: those messages are sent once more after a restart (at least once;
+//!   QoS 2 entries already released only resend PUBREL).
 //! * The log is compacted (snapshot of the live entries) once it exceeds
 //!   `COMPACT_MIN_BYTES` and is more than twice the live data.
 
@@ -31,6 +37,8 @@ use crate::stats::{BridgeStats, StatsSnapshot};
 
 /// Compaction is not considered below this many bytes of log.
 const COMPACT_MIN_BYTES: u64 = 8 * 1024 * 1024;
+/// Pending `Removed` records appended on their own once this many wait.
+const REMOVED_FLUSH: usize = 1024;
 /// Accounting overhead per entry, so that empty messages still count.
 const ENTRY_OVERHEAD: u64 = 32;
 
@@ -83,6 +91,8 @@ struct State {
     /// A compaction was requested and has not finished yet.
     compacting: Arc<AtomicBool>,
     last_drop_warning: Option<Instant>,
+    /// Encoded `Removed` records not appended yet.
+    removed: Vec<Bytes>,
 }
 
 /// Why a message left the queue without being delivered.
@@ -132,6 +142,7 @@ impl DurableQueue {
             bytes: 0,
             compacting: Arc::default(),
             last_drop_warning: None,
+            removed: Vec::new(),
         };
         let mut damaged = 0usize;
         for bytes in records {
@@ -208,7 +219,14 @@ impl DurableQueue {
             topic: message.topic,
             payload: message.payload,
         };
-        let commit = self.wal.append(Record::Enqueued(stored.clone()).encode());
+        let enqueued = Record::Enqueued(stored.clone()).encode();
+        let commit = if state.removed.is_empty() {
+            self.wal.append(enqueued)
+        } else {
+            let mut records = std::mem::take(&mut state.removed);
+            records.push(enqueued);
+            self.wal.append_many(records)
+        };
         state.entries.insert(
             seq,
             Entry {
@@ -318,10 +336,25 @@ impl DurableQueue {
             return false;
         };
         state.bytes -= entry.size();
-        // Not awaited: losing it in a crash only means sending the message once more.
-        drop(self.wal.append(Record::Removed(seq).encode()));
+        // Deferred and not awaited: losing it in a crash only means sending the message
+        // once more.
+        state.removed.push(Record::Removed(seq).encode());
+        if state.removed.len() >= REMOVED_FLUSH {
+            self.flush_removed_locked(state);
+        }
         self.room.notify_waiters();
         true
+    }
+
+    /// Appends the pending `Removed` records (not awaited).
+    pub fn flush_removed(&self) {
+        self.flush_removed_locked(&mut self.state.lock());
+    }
+
+    fn flush_removed_locked(&self, state: &mut State) {
+        if !state.removed.is_empty() {
+            drop(self.wal.append_many(std::mem::take(&mut state.removed)));
+        }
     }
 
     /// QoS 2: the upstream sent PUBREC for `seq`; from now on only PUBREL is resent.
@@ -361,6 +394,8 @@ impl DurableQueue {
             }
         }
         state.compacting.store(true, Ordering::Relaxed);
+        // The snapshot already leaves the removed entries out.
+        state.removed.clear();
         let done = self.wal.compact(snapshot);
         let name = self.name.clone();
         let entries = state.entries.len();
@@ -394,6 +429,7 @@ impl DurableQueue {
 
     /// Flushes and closes the log.
     pub async fn close(&self) -> Result<(), BridgeError> {
+        self.flush_removed();
         self.wal.close().await.map_err(BridgeError::from)
     }
 }

@@ -256,6 +256,7 @@ impl UpstreamLink {
                 }
                 _ = self.queue.added(), if ready && sender.inflight.has_room() => {}
                 _ = tick.tick() => {
+                    self.queue.flush_removed();
                     let now = Instant::now();
                     match sender.keepalive.poll(now) {
                         KeepaliveAction::Ping => link.send(Packet::PingReq)?,

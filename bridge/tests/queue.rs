@@ -149,3 +149,32 @@ async fn expired_messages_are_dropped_and_counted() {
     assert!(q.next_after(None).is_none());
     assert_eq!(q.snapshot().dropped_expired, 1);
 }
+
+#[tokio::test]
+async fn removals_ride_on_the_next_append_and_a_crash_only_resends() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = open(dir.path(), limits(1 << 20, QueueOverflow::DropOldest)).await;
+        for p in [b"1", b"2", b"3"] {
+            push(&q, msg("a/b", QoS::AtLeastOnce, p)).await;
+        }
+        q.remove(1);
+        // Appended (with seq 1's removal) and made durable by this push's commit.
+        push(&q, msg("a/b", QoS::AtLeastOnce, b"4")).await;
+        q.remove(2);
+        // Dropped without close, like a crash: seq 2's removal was never appended.
+    }
+    let q = open(dir.path(), limits(1 << 20, QueueOverflow::DropOldest)).await;
+    let mut seqs = Vec::new();
+    let mut cursor = None;
+    while let Some(e) = q.next_after(cursor) {
+        cursor = Some(e.message.seq);
+        seqs.push(e.message.seq);
+    }
+    assert_eq!(seqs, vec![2, 3, 4], "seq 2 is resent, seq 1 is not");
+    q.remove(2);
+    q.flush_removed();
+    q.close().await.unwrap();
+    let q = open(dir.path(), limits(1 << 20, QueueOverflow::DropOldest)).await;
+    assert!(!q.contains(2) && q.contains(3));
+}
