@@ -133,6 +133,14 @@ impl Keepalive {
         self.ping_outstanding = false;
     }
 
+    /// When the peer counts as dead if nothing arrives before (`None`: keep-alive is off).
+    pub fn dead_at(&self) -> Option<Instant> {
+        if self.interval.is_zero() {
+            return None;
+        }
+        Some(self.last_received + self.interval.mul_f32(1.5))
+    }
+
     /// What to do at `now`.
     pub fn poll(&mut self, now: Instant) -> KeepaliveAction {
         if self.interval.is_zero() {
@@ -222,6 +230,22 @@ mod tests {
         assert!(w.has_room());
         assert_eq!(w.oldest(), Some(now));
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn keepalive_deadline_is_one_and_a_half_intervals_after_the_last_packet() {
+        let t0 = Instant::now();
+        let mut k = Keepalive::new(Duration::from_secs(2), t0);
+        assert_eq!(k.dead_at(), Some(t0 + Duration::from_secs(3)));
+        k.sent(t0 + Duration::from_secs(1));
+        assert_eq!(
+            k.dead_at(),
+            Some(t0 + Duration::from_secs(3)),
+            "sending is not hearing"
+        );
+        k.received(t0 + Duration::from_secs(1));
+        assert_eq!(k.dead_at(), Some(t0 + Duration::from_secs(4)));
+        assert_eq!(Keepalive::new(Duration::ZERO, t0).dead_at(), None);
     }
 
     #[test]

@@ -7,6 +7,13 @@
 //! disconnected; the next session resends everything unacknowledged, oldest first, with
 //! DUP set, QoS 2 messages already PUBREC'd as PUBREL (mosquitto#3275), all with the packet
 //! identifiers derived from their queue sequence numbers.
+//!
+//! State on the upstream: with `will_topic` set, CONNECT carries a last will
+//! (`will_payload`, default "0") and, once connected, the bridge publishes "1" there
+//! (mosquitto's notification topic); on a graceful stop it publishes `will_payload`
+//! itself before DISCONNECT (which suppresses the will). Both notices go at QoS 0 with
+//! `will_retain`, so they never take a packet identifier from the queue's sequence; if one
+//! is lost, the connection is gone and the will says "0" anyway.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -15,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use mqgate_config::BridgeConfig;
 use mqgate_protocol::{
-    Connect, Packet, Properties, PubAck, Publish, QoS, ReasonCode, RetainHandling, Subscribe,
-    SubscribeFilter, SubscriptionOptions,
+    Connect, LastWill, Packet, Properties, PubAck, Publish, QoS, ReasonCode, RetainHandling,
+    Subscribe, SubscribeFilter, SubscriptionOptions,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -154,12 +161,19 @@ impl UpstreamLink {
             // Without it an MQTT 5 session ends at disconnect (expiry 0 is the default).
             properties.session_expiry_interval = Some(u32::MAX);
         }
+        let will = self.config.will_topic.as_ref().map(|topic| LastWill {
+            topic: topic.as_str().into(),
+            payload: bytes::Bytes::copy_from_slice(self.config.will_payload.as_bytes()),
+            qos: QoS::from_u8(self.config.will_qos).unwrap_or(QoS::AtLeastOnce),
+            retain: self.config.will_retain,
+            properties: Properties::default(),
+        });
         Connect {
             protocol,
             clean_start: self.config.clean_start,
             keep_alive: u16::try_from(self.config.keepalive.as_secs()).unwrap_or(u16::MAX),
             client_id: self.client_id(),
-            will: None,
+            will,
             username: self.config.username.clone(),
             password: self
                 .config
@@ -211,6 +225,7 @@ impl UpstreamLink {
             session_present = connack.session_present, window, backlog = backlog.depth,
             "bridge: connected upstream");
         self.state(true);
+        self.notice(&link, "1")?;
         let mut sender = Sender {
             inflight: Inflight::new(window),
             cursor: None,
@@ -223,6 +238,10 @@ impl UpstreamLink {
         let mut ready = self.subscribe(&link, v5)?;
         let (acks_tx, mut acks_rx) = mpsc::unbounded_channel::<Packet>();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // Exactly 1.5 x keep-alive after the last packet received (the 250 ms tick alone
+        // could notice a dead peer up to a tick late).
+        let dead_timer = tokio::time::sleep_until(far(sender.keepalive.dead_at()));
+        tokio::pin!(dead_timer);
         let ack_timeout = self.ack_timeout();
         loop {
             if ready {
@@ -231,6 +250,7 @@ impl UpstreamLink {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
+                    let _ = self.notice(&link, &self.config.will_payload);
                     let _ = link.send(Packet::Disconnect(Default::default()));
                     link.close(Duration::from_secs(2)).await;
                     return Ok(Ended::Shutdown);
@@ -255,18 +275,16 @@ impl UpstreamLink {
                     sender.keepalive.sent(Instant::now());
                 }
                 _ = self.queue.added(), if ready && sender.inflight.has_room() => {}
+                _ = &mut dead_timer => {
+                    // Fires at the deadline set from the last packet seen when it was armed;
+                    // re-armed if something arrived since.
+                    self.keepalive(&link, &mut sender, &peer, keepalive)?;
+                    dead_timer.as_mut().reset(far(sender.keepalive.dead_at()));
+                }
                 _ = tick.tick() => {
                     self.queue.flush_removed();
+                    self.keepalive(&link, &mut sender, &peer, keepalive)?;
                     let now = Instant::now();
-                    match sender.keepalive.poll(now) {
-                        KeepaliveAction::Ping => link.send(Packet::PingReq)?,
-                        KeepaliveAction::Dead => {
-                            tracing::warn!(bridge = %self.name(), %peer, keepalive_s = keepalive.as_secs(),
-                                "bridge: upstream silent for 1.5 x keep-alive; dropping the connection");
-                            return Err(BridgeError::Timeout("the upstream (keep-alive)"));
-                        }
-                        KeepaliveAction::Idle => {}
-                    }
                     if sender.inflight.oldest().is_some_and(|t| now.duration_since(t) > ack_timeout) {
                         tracing::warn!(bridge = %self.name(), %peer, inflight = sender.inflight.len(),
                             timeout_s = ack_timeout.as_secs(),
@@ -276,6 +294,41 @@ impl UpstreamLink {
                 }
             }
         }
+    }
+
+    /// Sends PINGREQ when due; fails when the upstream was silent for 1.5 x keep-alive.
+    fn keepalive(
+        &self,
+        link: &Link,
+        s: &mut Sender,
+        peer: &str,
+        keepalive: Duration,
+    ) -> Result<(), BridgeError> {
+        match s.keepalive.poll(Instant::now()) {
+            KeepaliveAction::Ping => link.send(Packet::PingReq),
+            KeepaliveAction::Idle => Ok(()),
+            KeepaliveAction::Dead => {
+                tracing::warn!(bridge = %self.name(), %peer, keepalive_s = keepalive.as_secs(),
+                    "bridge: upstream silent for 1.5 x keep-alive; dropping the connection");
+                Err(BridgeError::Timeout("the upstream (keep-alive)"))
+            }
+        }
+    }
+
+    /// Publishes `payload` on `will_topic` (QoS 0, `will_retain`), if there is one.
+    fn notice(&self, link: &Link, payload: &str) -> Result<(), BridgeError> {
+        let Some(topic) = &self.config.will_topic else {
+            return Ok(());
+        };
+        link.send(Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: self.config.will_retain,
+            topic: topic.as_str().into(),
+            pkid: 0,
+            payload: bytes::Bytes::copy_from_slice(payload.as_bytes()),
+            properties: Properties::default(),
+        }))
     }
 
     /// Subscribes to the `in` rules; returns whether sending may start at once (no
@@ -482,6 +535,12 @@ impl UpstreamLink {
         }
         Ok(())
     }
+}
+
+/// `at`, or a day from now when there is no deadline.
+fn far(at: Option<Instant>) -> tokio::time::Instant {
+    at.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))
+        .into()
 }
 
 /// `delay` scaled by a random factor in [0.5, 1.0) ("equal jitter"), so that many gateways

@@ -51,6 +51,19 @@ pub struct BridgeConfig {
     /// QoS 1/2 messages in flight to the remote broker before waiting for acknowledgements.
     #[serde(default = "default_bridge_inflight")]
     pub max_inflight: u16,
+    /// Remote topic of the bridge's last will, so the cloud sees the gateway go offline
+    /// (`will_payload`); the bridge publishes "1" there after each connect (mosquitto's
+    /// notification topic). `None`: no will, no notice.
+    pub will_topic: Option<String>,
+    /// Payload of the last will.
+    #[serde(default = "default_will_payload")]
+    pub will_payload: String,
+    /// QoS of the last will (0, 1 or 2).
+    #[serde(default = "default_will_qos")]
+    pub will_qos: u8,
+    /// Retain flag of the last will and of the "1" notice.
+    #[serde(default = "yes")]
+    pub will_retain: bool,
     /// TLS options; only with `transport = "tls"` (optional there: system defaults apply).
     pub tls: Option<BridgeTlsConfig>,
     /// Topic rules (`[[bridge.topic]]`); at least one.
@@ -71,6 +84,14 @@ fn default_keepalive() -> Duration {
 fn default_bridge_inflight() -> u16 {
     // mosquitto's bridge_receive_maximum default; enough to fill a cellular uplink.
     20
+}
+
+fn default_will_payload() -> String {
+    "0".to_owned()
+}
+
+fn default_will_qos() -> u8 {
+    1
 }
 
 fn yes() -> bool {

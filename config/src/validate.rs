@@ -550,6 +550,20 @@ impl Checker {
             bridge.max_inflight.into(),
             "no QoS 1/2 message could be sent",
         );
+        if let Some(topic) = &bridge.will_topic {
+            if topic.is_empty() || topic.contains(['+', '#']) {
+                self.fail(
+                    path.key("will_topic"),
+                    format!("will_topic `{topic}` must be a non-empty topic without wildcards"),
+                );
+            }
+        }
+        if bridge.will_qos > 2 {
+            self.fail(
+                path.key("will_qos"),
+                format!("will_qos {} is not 0, 1 or 2", bridge.will_qos),
+            );
+        }
         if bridge.topics.is_empty() {
             self.fail(
                 path.key("topic"),

@@ -364,3 +364,117 @@ impl ProcUsage {
         })
     }
 }
+
+/// A TCP relay in front of the cloud broker that can silently black-hole its traffic: no
+/// RST, no FIN, the bytes just stop arriving (a dead cellular link, a NAT that forgot the
+/// flow). While cut, every connection (open or new) swallows what it reads in both
+/// directions; connections that saw a cut stay dead after [`BlackHole::restore`], as a
+/// TCP flow would after its peer gave up; new connections then work.
+pub struct BlackHole {
+    /// The relay's address (dial this instead of the cloud).
+    pub addr: SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHole {
+    /// Starts relaying a free loopback port to `target`.
+    pub async fn start(target: SocketAddr) -> BlackHole {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Odd: cut. Each cut or restore bumps it, so a connection can tell it lived through one.
+        let cut = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let state = cut.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let born = state.load(Ordering::SeqCst);
+                    if born % 2 == 1 {
+                        return swallow(client).await;
+                    }
+                    let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let up = tokio::spawn(pipe(cr, sw, state.clone(), born));
+                    let down = tokio::spawn(pipe(sr, cw, state, born));
+                    let _ = tokio::join!(up, down);
+                });
+            }
+        });
+        BlackHole { addr, cut, task }
+    }
+
+    /// Starts dropping every byte, silently.
+    pub fn cut(&self) {
+        self.set(true);
+    }
+
+    /// Lets new connections through again.
+    pub fn restore(&self) {
+        self.set(false);
+    }
+
+    fn set(&self, cut: bool) {
+        use std::sync::atomic::Ordering;
+        let now = self.cut.load(Ordering::SeqCst);
+        if (now % 2 == 1) != cut {
+            self.cut.store(now + 1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` until the relay's state changes from `born`; from then on reads
+/// and discards, keeping both sockets open.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    state: Arc<std::sync::atomic::AtomicU64>,
+    born: u64,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if state.load(Ordering::SeqCst) != born {
+            // Cut: forward nothing more, ever, and never close `to` (no FIN either way).
+            let _keep = to;
+            swallow_half(from).await;
+            return std::future::pending().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn swallow_half(mut from: tokio::net::tcp::OwnedReadHalf) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+async fn swallow(client: tokio::net::TcpStream) {
+    let (read, _write) = client.into_split();
+    swallow_half(read).await;
+}
