@@ -1,16 +1,21 @@
 //! `[[bridge]]` wiring: each bridge is an in-process client of broker-lite (a duplex pipe
 //! served by the broker, not a loopback TCP connection) and dials its upstream with the
-//! bridge crate's TCP or TLS connector.
+//! bridge crate's TCP or TLS connector, or (`transport = "ssh"`) through a channel of its
+//! `[[tunnel]]`'s shared SSH connection.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use mqgate_bridge::{BoxFuture, BoxedStream, Bridge, LocalConnector, WalOptions};
+use mqgate_bridge::{
+    BoxFuture, BoxedStream, Bridge, Connected, LocalConnector, UpstreamConnector, WalOptions,
+};
 use mqgate_broker_lite::{BrokerHandle, Identity};
-use mqgate_config::{BridgeTransport, Config};
+use mqgate_config::{BridgeConfig, BridgeTransport, Config};
+use mqgate_proxy::ssh::SshConnector;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,13 +40,74 @@ impl LocalConnector for BrokerLocal {
     }
 }
 
-/// Opens every `[[bridge]]`'s queue under `data_dir/bridges/<name>` and starts it on
-/// `tracker`. Each bridge runs until `shutdown`, then disconnects and flushes its queue
-/// (the tracker's `wait` covers that), so broker-lite must be shut down after it.
+/// Dials the upstream through a `[[tunnel]]`: one direct-tcpip channel per connection,
+/// on the tunnel's shared SSH connection.
+struct SshUpstream {
+    tunnel: String,
+    connector: SshConnector,
+}
+
+impl UpstreamConnector for SshUpstream {
+    fn connect(&self) -> BoxFuture<'_, io::Result<Connected>> {
+        Box::pin(async move {
+            let stream = self.connector.connect().await?;
+            Ok(Connected {
+                stream: Box::new(stream) as BoxedStream,
+                peer: format!("ssh tunnel {}", self.tunnel),
+            })
+        })
+    }
+}
+
+/// The upstream connector of `bridge`: TCP or TLS from the bridge crate, or the channel
+/// opener of the `[[tunnel]]` it names (from `tunnels`, by name).
+fn upstream_of(
+    bridge: &BridgeConfig,
+    tunnels: &HashMap<String, SshConnector>,
+) -> anyhow::Result<Arc<dyn UpstreamConnector>> {
+    if bridge.transport != BridgeTransport::Ssh {
+        return mqgate_bridge::upstream_connector(bridge)
+            .with_context(|| format!("bridge {}", bridge.name));
+    }
+    let Some(name) = &bridge.tunnel else {
+        bail!(
+            "bridge {}: transport = \"ssh\" needs tunnel = \"<name>\"",
+            bridge.name
+        );
+    };
+    match tunnels.get(name) {
+        Some(connector) => Ok(Arc::new(SshUpstream {
+            tunnel: name.clone(),
+            connector: connector.clone(),
+        })),
+        None => bail!(
+            "bridge {}: tunnel `{name}` is not running (no [[tunnel]] of that name was started)",
+            bridge.name
+        ),
+    }
+}
+
+/// [`start_bridges_with_tunnels`] without SSH tunnels: an `ssh` bridge fails to start.
 pub async fn start_bridges(
     config: &Config,
     broker: BrokerHandle,
     data_dir: &Path,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    start_bridges_with_tunnels(config, broker, data_dir, &HashMap::new(), tracker, shutdown).await
+}
+
+/// Opens every `[[bridge]]`'s queue under `data_dir/bridges/<name>` and starts it on
+/// `tracker`; `ssh` bridges dial through `tunnels` (the connectors of the running
+/// `[[tunnel]]`s, by name). Each bridge runs until `shutdown`, then disconnects and
+/// flushes its queue (the tracker's `wait` covers that), so broker-lite must be shut down
+/// after it.
+pub async fn start_bridges_with_tunnels(
+    config: &Config,
+    broker: BrokerHandle,
+    data_dir: &Path,
+    tunnels: &HashMap<String, SshConnector>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -57,14 +123,7 @@ pub async fn start_bridges(
     };
     let local: Arc<dyn LocalConnector> = Arc::new(BrokerLocal { handle: broker });
     for bridge in &config.bridges {
-        if bridge.transport == BridgeTransport::Ssh {
-            bail!(
-                "bridge {}: transport = \"ssh\" is not wired in this build yet",
-                bridge.name
-            );
-        }
-        let upstream = mqgate_bridge::upstream_connector(bridge)
-            .with_context(|| format!("bridge {}", bridge.name))?;
+        let upstream = upstream_of(bridge, tunnels)?;
         let dir = data_dir.join("bridges").join(&bridge.name);
         let opened = Bridge::open(bridge.clone(), &dir, wal)
             .await
