@@ -87,17 +87,6 @@ fn upstream_of(
     }
 }
 
-/// [`start_bridges_with_tunnels`] without SSH tunnels: an `ssh` bridge fails to start.
-pub async fn start_bridges(
-    config: &Config,
-    broker: BrokerHandle,
-    data_dir: &Path,
-    tracker: &TaskTracker,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    start_bridges_with_tunnels(config, broker, data_dir, &HashMap::new(), tracker, shutdown).await
-}
-
 /// Opens every `[[bridge]]`'s queue under `data_dir/bridges/<name>` and starts it on
 /// `tracker`; `ssh` bridges dial through `tunnels` (the connectors of the running
 /// `[[tunnel]]`s, by name). Each bridge runs until `shutdown`, then disconnects and

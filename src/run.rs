@@ -180,9 +180,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     }
+    let mut tunnels = std::collections::HashMap::new();
     for tunnel in &config.tunnels {
         let name = tunnel.name.clone();
         let client = SshTunnel::new(tunnel.clone()).with_context(|| format!("tunnel {name}"))?;
+        tunnels.insert(name.clone(), client.connector());
         let token = shutdown.clone();
         tracker.spawn(async move {
             if let Err(err) = client.run(token).await {
@@ -190,10 +192,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    crate::bridges::start_bridges(
+    crate::bridges::start_bridges_with_tunnels(
         &config,
         broker.handle(),
         &config.persistence.data_dir,
+        &tunnels,
         &tracker,
         shutdown.clone(),
     )
