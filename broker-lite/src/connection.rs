@@ -875,7 +875,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
 
     /// Moves queued deliveries into the write buffer. Returns true if it stopped because
     /// the buffer is full, or dropped oversize deliveries (more may be waiting).
-    fn fill(&mut self, session: &Session, limits: &Limits) -> bool {
+    fn fill(&mut self, session: &Session) -> bool {
+        let limits = &self.limits();
         let now = now_ms();
         let mut full = false;
         let mut oversize = Vec::new();
@@ -912,25 +913,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
 
     async fn serve_session(&mut self, att: &Attached) -> End {
         let session = &att.session;
-        let keep_alive =
-            (att.keep_alive > 0).then(|| Duration::from_millis(u64::from(att.keep_alive) * 1500));
-        let timer = sleep(keep_alive.unwrap_or(Duration::from_secs(86_400)));
+        // Locals here live in every idle connection's future: the keepalive and the limits
+        // are recomputed where used, the wait for blocked subscribers is boxed while it runs.
+        let keep_alive = || Duration::from_millis(u64::from(att.keep_alive) * 1500);
+        let timer = sleep(if att.keep_alive > 0 {
+            keep_alive()
+        } else {
+            Duration::from_secs(86_400)
+        });
         tokio::pin!(timer);
         let mut acks: VecDeque<PendingAck> = VecDeque::new();
         let mut blocked: Vec<Arc<Session>> = Vec::new();
+        let mut space = None;
         let mut want_fill = true;
         let max = self.core.settings.max_packet_size;
-        let limits = self.limits();
         loop {
             if self.rbuf.is_empty() {
                 // An idle connection holds no read buffer (see `poll_read_some`).
                 self.rbuf = BytesMut::new();
             }
             if want_fill && self.wbuf.len() < WRITE_HIGH_WATER {
-                want_fill = self.fill(session, &limits);
+                want_fill = self.fill(session);
             }
             self.flush_ready_acks(&mut acks);
-            let can_read = blocked.is_empty()
+            if space.is_none() && !blocked.is_empty() {
+                let targets = std::mem::take(&mut blocked);
+                space = Some(Box::pin(wait_for_space(targets, self.core.limits)));
+            }
+            let can_read = space.is_none()
                 && acks.len() < MAX_PENDING_ACKS
                 && self.wbuf.len() < READ_PAUSE_WRITE_BYTES;
             let waiting_ack = acks.front().is_some_and(|a| a.wait.is_some());
@@ -950,7 +960,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                             .unwrap_or(ReasonCode::SessionTakenOver),
                     );
                 }
-                _ = &mut timer, if keep_alive.is_some() => return End::KeepAlive,
+                _ = &mut timer, if att.keep_alive > 0 => return End::KeepAlive,
                 r = poll_fn(|cx| poll_io(&mut *stream, rbuf, wbuf, can_read.then_some(max), need_flush, cx)) => match r {
                     Err(e) => return End::Io(e),
                     Ok(IoEvent::Wrote(n)) => {
@@ -966,8 +976,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                     Ok(IoEvent::Read(0)) => return End::Eof,
                     Ok(IoEvent::Read(n)) => {
                         Stats::add(&self.core.stats.bytes_received, n as u64);
-                        if let Some(ka) = keep_alive {
-                            timer.as_mut().reset(Instant::now() + ka);
+                        if att.keep_alive > 0 {
+                            timer.as_mut().reset(Instant::now() + keep_alive());
                         }
                         if let Err(end) = Box::pin(self
                             .process_buffered(att, &mut acks, &mut blocked, &mut want_fill))
@@ -986,8 +996,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                     }
                 }
                 _ = session.wake.notified() => want_fill = true,
-                _ = wait_for_space(&blocked, &self.core), if !blocked.is_empty() => {
-                    blocked.clear();
+                _ = poll_fn(|cx| poll_space(&mut space, cx)), if space.is_some() => {
+                    space = None;
                     if let Err(end) = Box::pin(self
                         .process_buffered(att, &mut acks, &mut blocked, &mut want_fill))
                         .await
@@ -1477,14 +1487,25 @@ fn poll_front_ack(
     }
 }
 
+/// Polls the (boxed) wait for blocked subscribers, if there is one.
+fn poll_space<F: Future<Output = ()>>(
+    space: &mut Option<Pin<Box<F>>>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    match space {
+        Some(f) => f.as_mut().poll(cx),
+        None => Poll::Pending,
+    }
+}
+
 /// Resolves once none of `targets` is over its queue limit.
-async fn wait_for_space(targets: &[Arc<Session>], core: &Core) {
-    for t in targets {
+async fn wait_for_space(targets: Vec<Arc<Session>>, limits: Limits) {
+    for t in &targets {
         loop {
             let notified = t.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if !t.slot.lock().state.is_over_limit(&core.limits) {
+            if !t.slot.lock().state.is_over_limit(&limits) {
                 break;
             }
             notified.await;
