@@ -17,16 +17,14 @@ pub(crate) enum AliasError {
 #[derive(Debug, Default)]
 pub(crate) struct InboundAliases {
     max: u16,
-    topics: HashMap<u16, Arc<str>>,
+    /// Boxed and created at the first alias: every connection holds the empty table.
+    topics: Option<Box<HashMap<u16, Arc<str>>>>,
 }
 
 impl InboundAliases {
     /// A table accepting aliases 1..=`max`.
     pub fn new(max: u16) -> InboundAliases {
-        InboundAliases {
-            max,
-            topics: HashMap::new(),
-        }
+        InboundAliases { max, topics: None }
     }
 
     /// Resolves a PUBLISH's `topic` and `alias`: an empty topic takes the alias's topic,
@@ -36,9 +34,11 @@ impl InboundAliases {
             return Err(AliasError::OutOfRange);
         }
         if topic.is_empty() {
-            return self.topics.get(&alias).cloned().ok_or(AliasError::Unknown);
+            let known = self.topics.as_ref().and_then(|t| t.get(&alias));
+            return known.cloned().ok_or(AliasError::Unknown);
         }
-        self.topics.insert(alias, topic.clone());
+        let topics = self.topics.get_or_insert_with(Box::default);
+        topics.insert(alias, topic.clone());
         Ok(topic)
     }
 }
@@ -48,7 +48,8 @@ impl InboundAliases {
 #[derive(Debug, Default)]
 pub(crate) struct OutboundAliases {
     max: u16,
-    aliases: HashMap<Arc<str>, u16>,
+    /// Boxed and created at the first alias: every connection holds the empty table.
+    aliases: Option<Box<HashMap<Arc<str>, u16>>>,
 }
 
 /// How to send a topic.
@@ -65,10 +66,7 @@ pub(crate) enum OutAlias {
 impl OutboundAliases {
     /// A table for a client that accepts aliases 1..=`max` (0: none).
     pub fn new(max: u16) -> OutboundAliases {
-        OutboundAliases {
-            max,
-            aliases: HashMap::new(),
-        }
+        OutboundAliases { max, aliases: None }
     }
 
     /// How to send `topic`, assigning a new alias when there is room.
@@ -76,22 +74,25 @@ impl OutboundAliases {
         if self.max == 0 {
             return OutAlias::None;
         }
-        if let Some(a) = self.aliases.get(topic) {
+        let aliases = self.aliases.get_or_insert_with(Box::default);
+        if let Some(a) = aliases.get(topic) {
             return OutAlias::Use(*a);
         }
-        let next = self.aliases.len() + 1;
+        let next = aliases.len() + 1;
         if next > usize::from(self.max) {
             return OutAlias::None;
         }
         let alias = next as u16;
-        self.aliases.insert(topic.clone(), alias);
+        aliases.insert(topic.clone(), alias);
         OutAlias::Define(alias)
     }
 
     /// Takes back an alias defined by [`OutboundAliases::lookup`] whose packet was not
     /// sent (it was too large), so that the client is never sent an alias it lacks.
     pub fn undefine(&mut self, topic: &Arc<str>) {
-        self.aliases.remove(topic);
+        if let Some(aliases) = &mut self.aliases {
+            aliases.remove(topic);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! No locks, no I/O, no clocks: the connection task drives it and writes what it returns.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use mqgate_protocol::QoS;
 
@@ -92,7 +92,8 @@ pub(crate) struct SessionState {
     inflight: VecDeque<Inflight>,
     next_pkid: u16,
     next_seq: u64,
-    incoming_qos2: HashSet<u16>,
+    /// A B-tree set (24 bytes, no allocation while empty): every session holds one.
+    incoming_qos2: BTreeSet<u16>,
     online: bool,
     /// Granted subscriptions: filter → options.
     pub subscriptions: BTreeMap<String, SubOpts>,
