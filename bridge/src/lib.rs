@@ -8,6 +8,12 @@
 //!   or the SSH tunnel's, adapted by the binary).
 //! * Out: local message → queue (durable) → local PUBACK; queue → upstream → PUBACK/PUBCOMP
 //!   → removed from the queue. In: upstream message → local publish → local ack → upstream ack.
+//! * Pace: a message is sent upstream as soon as it is appended, without waiting for its
+//!   fsync (only the local ack waits; the local acks of one group commit go out in one
+//!   write). `Removed` records ride on the next append instead of costing fsyncs of their
+//!   own. The upstream window is `max_inflight`, capped by an MQTT 5 upstream's Receive
+//!   Maximum (mosquitto 2 announces its `max_inflight_messages`, 20 by default); a 3.1.1
+//!   upstream announces nothing, so `max_inflight` alone applies.
 //!
 //! The crate does not depend on broker-lite or the proxy.
 //!
@@ -15,7 +21,9 @@
 //! * Out, QoS 1: at least once, across uplink outages and `kill -9` (the local broker is
 //!   acked only once the message is durable in the queue). Order: one FIFO per bridge,
 //!   so per-topic order holds; after a reconnect the backlog drains first, at the full
-//!   inflight window, and live messages follow it (no interleaving).
+//!   inflight window, and live messages follow it (no interleaving: live traffic waits
+//!   backlog / drain rate, about 4-5 s per 100,000 queued messages on a PC). A crash can
+//!   forget up to 1024 (or 250 ms of) removals: those messages are resent after restart.
 //! * Out, QoS 2: exactly once on the upstream hop with a persistent upstream session
 //!   (packet ids derived from queue sequence numbers; PUBREL resent after reconnect). The
 //!   local hop is at least once if the gateway is killed between storing a message and
@@ -25,7 +33,10 @@
 //!   `try_private`; local side: MQTT 5 No Local when the local broker speaks MQTT 5,
 //!   otherwise an echo window of (topic, payload) hashes ([`echo`]).
 //! * An upstream that does not acknowledge for 2 × keep-alive (at least 20 s) is
-//!   disconnected so that the next session resends (MQTT forbids resending in-session).
+//!   disconnected so that the next session resends (MQTT forbids resending in-session);
+//!   one silent for 1.5 × keep-alive (a black-holed path) is dropped at that deadline.
+//! * State: `$SYS/broker/connection/<name>/state` locally; with `will_topic`, a last will
+//!   on the upstream and a "1" published there after each connect.
 
 mod bridge;
 mod conn;
