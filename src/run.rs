@@ -10,7 +10,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use mqgate_broker_lite::{serve_tcp, serve_ws, Broker, BrokerSettings, OverloadPolicy};
 use mqgate_config::{Config, ListenerConfig, ListenerKind, QueueFullPolicy};
-use mqgate_proxy::ssh::{fingerprint, serve_ssh, SshPasswordVerifier, SshServerSettings, SshTunnel};
+use mqgate_proxy::ssh::{
+    fingerprint, serve_ssh, SshPasswordVerifier, SshServerSettings, SshTunnel,
+};
 use mqgate_proxy::tls::{serve_tls, TlsAcceptorSource};
 use mqgate_proxy::Security;
 use tokio::net::TcpListener;

@@ -2,6 +2,8 @@
 //! `mqgate certs`: a device certificate's CN becomes the MQTT identity that the ACL sees,
 //! and after `certs revoke` + `crl` + SIGHUP the revoked device is refused.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

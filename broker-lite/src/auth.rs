@@ -15,6 +15,8 @@ pub struct Identity {
     pub peer: SocketAddr,
     /// A user name proven by the transport (TLS client certificate, SSH login), if any.
     pub transport_user: Option<String>,
+    /// How `transport_user` relates to the user name a CONNECT claims.
+    pub username_policy: UsernamePolicy,
 }
 
 impl Identity {
@@ -23,8 +25,56 @@ impl Identity {
         Identity {
             peer,
             transport_user: None,
+            username_policy: UsernamePolicy::Replace,
         }
     }
+
+    /// An identity whose user was proven by the transport.
+    pub fn with_user(peer: SocketAddr, user: String, policy: UsernamePolicy) -> Identity {
+        Identity {
+            peer,
+            transport_user: Some(user),
+            username_policy: policy,
+        }
+    }
+
+    /// The user name a client is known as, given the user name its CONNECT claims:
+    /// the transport's user when there is one (a CONNECT claiming another name is
+    /// refused under [`UsernamePolicy::MustMatch`]), else the CONNECT's.
+    pub fn resolve_username(&self, claimed: Option<&str>) -> Result<Option<String>, ReasonCode> {
+        match (&self.transport_user, claimed, self.username_policy) {
+            (Some(user), Some(claimed), UsernamePolicy::MustMatch) if claimed != user => {
+                Err(ReasonCode::NotAuthorized)
+            }
+            (Some(user), _, _) => Ok(Some(user.clone())),
+            (None, claimed, _) => Ok(claimed.map(str::to_owned)),
+        }
+    }
+}
+
+/// What happens when a transport proved a user (TLS certificate, SSH login) and the
+/// CONNECT packet claims a user name too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UsernamePolicy {
+    /// The transport's user replaces whatever CONNECT says (mosquitto's
+    /// `use_identity_as_username`).
+    #[default]
+    Replace,
+    /// A CONNECT that claims a different user name is refused (NotAuthorized); one that
+    /// claims none, or the same, is accepted as the transport's user.
+    MustMatch,
+}
+
+/// The will a CONNECT carries, so the authorizer can refuse a forbidden will topic at
+/// CONNECT rather than at publication.
+#[derive(Debug, Clone, Copy)]
+pub struct WillRequest<'a> {
+    /// The will topic.
+    pub topic: &'a str,
+    /// The will QoS.
+    pub qos: QoS,
+    /// The will retain flag.
+    pub retain: bool,
 }
 
 /// The credentials a client presented in CONNECT.
@@ -38,6 +88,8 @@ pub struct ConnectRequest<'a> {
     pub password: Option<&'a Bytes>,
     /// The protocol version of the connection.
     pub protocol: ProtocolVersion,
+    /// The CONNECT's will; refuse the CONNECT with NotAuthorized if it may not be published.
+    pub will: Option<WillRequest<'a>>,
 }
 
 /// An authenticated client, as the authorizer decided at CONNECT.
@@ -119,10 +171,17 @@ pub trait Authorizer: Send + Sync + 'static {
     ) -> EnhancedAuthFuture<'a> {
         Box::pin(std::future::ready(Err(ReasonCode::BadAuthenticationMethod)))
     }
+
+    /// Whether an MQTT 3.x client whose PUBLISH [`Authorizer::authorize_publish`] refused
+    /// is disconnected (true) instead of acknowledged and dropped as mosquitto does
+    /// (false, the default). MQTT 5 clients get PUBACK/PUBREC 0x87 either way.
+    fn disconnect_on_denied_publish(&self) -> bool {
+        false
+    }
 }
 
 /// Allows every client and every operation; the transport identity's user name, else the
-/// CONNECT user name, becomes the client's user name.
+/// CONNECT user name, becomes the client's user name ([`Identity::resolve_username`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAll;
 
@@ -132,11 +191,9 @@ impl Authorizer for AllowAll {
         identity: &'a Identity,
         request: ConnectRequest<'a>,
     ) -> AuthFuture<'a> {
-        let user = identity
-            .transport_user
-            .clone()
-            .or_else(|| request.username.map(str::to_owned));
-        Box::pin(std::future::ready(Ok(user)))
+        Box::pin(std::future::ready(
+            identity.resolve_username(request.username),
+        ))
     }
 
     fn authorize_publish(&self, _: &ClientInfo, _: &str, _: QoS, _: bool) -> bool {

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
 use crate::alias::{AliasError, InboundAliases, OutAlias, OutboundAliases};
-use crate::auth::{AuthExchange, AuthStep, ClientInfo, ConnectRequest, Identity};
+use crate::auth::{AuthExchange, AuthStep, ClientInfo, ConnectRequest, Identity, WillRequest};
 use crate::core::{Core, PendingWill, RouteOutcome, Session};
 use crate::message::{now_ms, Message};
 use crate::router::SubOpts;
@@ -661,6 +661,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             username: connect.username.as_deref(),
             password: connect.password.as_ref(),
             protocol: connect.protocol,
+            will: connect.will.as_ref().map(|w| WillRequest {
+                topic: &w.topic,
+                qos: w.qos,
+                retain: w.retain,
+            }),
         };
         let mut auth_reply = None;
         let method = if v5 {
@@ -1230,6 +1235,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 .authorizer
                 .authorize_publish(client, &p.topic, p.qos, p.retain)
             {
+                if !v5 && self.core.authorizer.disconnect_on_denied_publish() {
+                    return Err(End::Violation(
+                        ReasonCode::NotAuthorized,
+                        "PUBLISH not authorized (disconnect_on_denied_publish)",
+                    ));
+                }
                 info!(topic = %p.topic, "PUBLISH not authorized; dropped");
                 reason = ReasonCode::NotAuthorized;
             } else if v5

@@ -24,7 +24,7 @@ mod ws;
 
 pub use auth::{
     AllowAll, AuthExchange, AuthFuture, AuthStep, Authorizer, ClientInfo, ConnectRequest,
-    EnhancedAuthFuture, Identity,
+    EnhancedAuthFuture, Identity, UsernamePolicy, WillRequest,
 };
 pub use broker::{serve_tcp, serve_ws, Broker, BrokerHandle};
 pub use error::Error;

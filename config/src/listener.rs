@@ -138,6 +138,10 @@ pub struct SshListenerConfig {
     /// close the connection.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub keepalive: Duration,
+    /// The SSH user is the MQTT identity of every connection in the tunnel. `false`
+    /// (default): a CONNECT that claims another user name is refused; `true`: the SSH
+    /// user silently replaces it (for devices whose firmware sends a fixed name).
+    pub replace_connect_username: bool,
 }
 
 impl Default for SshListenerConfig {
@@ -156,6 +160,7 @@ impl Default for SshListenerConfig {
             // A sensor publishes at least every keep-alive (minutes); 10 min is OpenSSH-like.
             idle_timeout: Duration::from_secs(600),
             keepalive: Duration::from_secs(30),
+            replace_connect_username: false,
         }
     }
 }

@@ -255,9 +255,20 @@ impl Security {
         request: ConnectRequest<'_>,
     ) -> Result<Option<String>, ReasonCode> {
         let ip = identity.peer.ip();
-        // A certificate (or SSH login) already proved who this is.
-        if let Some(user) = &identity.transport_user {
-            return Ok(Some(user.clone()));
+        // A certificate (or SSH login) already proved who this is; a CONNECT claiming
+        // another name is refused where the transport says so (SSH by default).
+        if identity.transport_user.is_some() {
+            return identity
+                .resolve_username(request.username)
+                .inspect_err(|_| {
+                    info!(
+                        peer = %identity.peer,
+                        client_id = request.client_id,
+                        transport_user = identity.transport_user.as_deref().unwrap_or(""),
+                        claimed = request.username.unwrap_or(""),
+                        "login refused: CONNECT claims another user name than the transport proved"
+                    );
+                });
         }
         match (request.username, &self.verifier) {
             (Some(user), Some(v)) => match request.password {
@@ -308,9 +319,12 @@ impl Authorizer for Security {
         identity: &'a Identity,
         request: ConnectRequest<'a>,
     ) -> AuthFuture<'a> {
-        // broker-lite does not pass the will in ConnectRequest yet; it checks the will
-        // topic with authorize_publish when publishing the will.
-        Box::pin(self.authenticate_with_will(identity, request, None))
+        let will = request.will.map(|w| Will {
+            topic: w.topic,
+            qos: w.qos,
+            retain: w.retain,
+        });
+        Box::pin(self.authenticate_with_will(identity, request, will))
     }
 
     fn authorize_publish(
@@ -321,6 +335,10 @@ impl Authorizer for Security {
         _retain: bool,
     ) -> bool {
         self.check_write(client, topic, "write")
+    }
+
+    fn disconnect_on_denied_publish(&self) -> bool {
+        Security::disconnect_on_denied_publish(self)
     }
 
     fn authorize_subscribe(&self, client: &ClientInfo, filter: &str, _qos: QoS) -> bool {

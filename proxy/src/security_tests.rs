@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mqgate_protocol::ProtocolVersion;
+use mqgate_broker_lite::{UsernamePolicy, WillRequest};
+use mqgate_protocol::{ProtocolVersion, QoS};
 
 use super::*;
 use crate::password::Argon2Cost;
@@ -58,6 +59,7 @@ async fn login(
     let identity = Identity {
         peer: peer(),
         transport_user: transport_user.map(str::to_owned),
+        username_policy: UsernamePolicy::Replace,
     };
     let pw = pw.map(|p| Bytes::copy_from_slice(p.as_bytes()));
     let req = ConnectRequest {
@@ -65,6 +67,7 @@ async fn login(
         username: user,
         password: pw.as_ref(),
         protocol: ProtocolVersion::V3_1_1,
+        will: None,
     };
     sec.authenticate(&identity, req).await
 }
@@ -328,6 +331,7 @@ async fn forbidden_will_topic_is_refused_at_connect() {
         username: Some("alice"),
         password: Some(&pw),
         protocol: ProtocolVersion::V5,
+        will: None,
     };
     let will = |topic| {
         Some(Will {
@@ -359,10 +363,7 @@ async fn forbidden_will_topic_is_refused_at_connect() {
         Err(ReasonCode::BadUserNameOrPassword)
     );
     // The will is checked under the identity the client ends up with: a certificate CN.
-    let cert = Identity {
-        peer: peer(),
-        transport_user: Some("device1".into()),
-    };
+    let cert = Identity::with_user(peer(), "device1".into(), UsernamePolicy::Replace);
     let anon = ConnectRequest {
         username: None,
         password: None,
@@ -376,6 +377,66 @@ async fn forbidden_will_topic_is_refused_at_connect() {
     );
     assert_eq!(
         f.sec.authenticate_with_will(&cert, anon, will("a/x")).await,
+        Err(ReasonCode::NotAuthorized)
+    );
+}
+
+#[tokio::test]
+async fn a_transport_user_is_the_identity_and_a_conflicting_connect_name_is_refused_when_it_must_match(
+) {
+    let sec = Security::new(None, None, false, VerifierSettings::default()).unwrap();
+    let ssh = |claimed: Option<&'static str>, policy| {
+        let identity = Identity::with_user(peer(), "sensor7".into(), policy);
+        let sec = &sec;
+        async move {
+            let req = ConnectRequest {
+                client_id: "c1",
+                username: claimed,
+                password: None,
+                protocol: ProtocolVersion::V3_1_1,
+                will: None,
+            };
+            sec.authenticate(&identity, req).await
+        }
+    };
+    let must = UsernamePolicy::MustMatch;
+    assert_eq!(ssh(None, must).await, Ok(Some("sensor7".into())));
+    assert_eq!(ssh(Some("sensor7"), must).await, Ok(Some("sensor7".into())));
+    assert_eq!(
+        ssh(Some("admin"), must).await,
+        Err(ReasonCode::NotAuthorized)
+    );
+    let replace = UsernamePolicy::Replace;
+    assert_eq!(
+        ssh(Some("admin"), replace).await,
+        Ok(Some("sensor7".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_forbidden_will_topic_in_connect_request_is_refused_through_the_authorizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "topic readwrite status/#\n").unwrap();
+    let sec = Security::new(None, Some(acl), true, VerifierSettings::default()).unwrap();
+    let identity = Identity::new(peer());
+    let request = |topic| ConnectRequest {
+        client_id: "c1",
+        username: None,
+        password: None,
+        protocol: ProtocolVersion::V3_1_1,
+        will: Some(WillRequest {
+            topic,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        }),
+    };
+    assert_eq!(
+        sec.authenticate(&identity, request("status/c1")).await,
+        Ok(None)
+    );
+    assert_eq!(
+        sec.authenticate(&identity, request("alarms/c1")).await,
         Err(ReasonCode::NotAuthorized)
     );
 }

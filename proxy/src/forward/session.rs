@@ -146,6 +146,8 @@ where
         username: connect.username.as_deref(),
         password: connect.password.as_ref(),
         protocol: version,
+        // The standalone proxy checks the will topic itself, below.
+        will: None,
     };
     let username = match security.authenticate(&identity, request).await {
         Ok(u) => u,

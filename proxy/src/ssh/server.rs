@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use mqgate_broker_lite::{BrokerHandle, Identity};
+use mqgate_broker_lite::{BrokerHandle, Identity, UsernamePolicy};
 use mqgate_config::SshListenerConfig;
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::ChannelOpenHandle;
@@ -68,6 +68,8 @@ pub struct SshServerSettings {
     pub keepalive: Duration,
     /// Minimum duration of every authentication rejection (constant-time rejections).
     pub auth_rejection_time: Duration,
+    /// How the SSH user relates to the user name a CONNECT claims.
+    pub username_policy: UsernamePolicy,
 }
 
 impl SshServerSettings {
@@ -108,6 +110,11 @@ impl SshServerSettings {
             idle_timeout: config.idle_timeout,
             keepalive: config.keepalive,
             auth_rejection_time: Duration::from_secs(1),
+            username_policy: if config.replace_connect_username {
+                UsernamePolicy::Replace
+            } else {
+                UsernamePolicy::MustMatch
+            },
         })
     }
 
@@ -562,10 +569,7 @@ impl russh::server::Handler for Connection {
         *self.state.idle_since.lock() = None;
         reply.accept().await;
         info!(peer = %self.peer, %user, %target, originator = %format!("{originator_address}:{originator_port}"), "MQTT channel opened");
-        let identity = Identity {
-            peer: self.peer,
-            transport_user: Some(user),
-        };
+        let identity = Identity::with_user(self.peer, user, self.shared.settings.username_policy);
         let broker = self.shared.broker.clone();
         let state = self.state.clone();
         let peer = self.peer;

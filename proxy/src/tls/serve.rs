@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mqgate_broker_lite::{BrokerHandle, Identity};
+use mqgate_broker_lite::{BrokerHandle, Identity, UsernamePolicy};
 use rustls::{CertificateError, Error as TlsError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -271,6 +271,8 @@ async fn handshake(
         Identity {
             peer,
             transport_user,
+            // use_identity_as_username: the certificate's CN replaces the CONNECT's.
+            username_policy: UsernamePolicy::Replace,
         },
     ))
 }
