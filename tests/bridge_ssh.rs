@@ -2,10 +2,12 @@
 //! OpenSSH sshd (started on a free loopback port with generated keys) forwards to a real
 //! mosquitto as the cloud; the local side is an in-process broker-lite, as in `mqgate run`.
 //! Messages published locally arrive at the cloud through the tunnel, also after sshd was
-//! killed and restarted (the queue holds them meanwhile).
+//! killed and restarted (the queue holds them meanwhile). The same through `mqgate run`
+//! with a `[[tunnel]]` and a `transport = "ssh"` bridge.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bridge_support;
+mod common;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream as StdStream};
@@ -160,20 +162,7 @@ async fn a_bridge_forwards_through_an_ssh_tunnel_and_survives_an_sshd_restart() 
     let cloud = Cloud::start(&dir.path().join("cloud"), "");
     let received = subscribe(sock(cloud.port), "cloud-sub", "cloud/#", QoS::AtLeastOnce).await;
 
-    let client_pub = keygen(&dir.path().join("id_ed25519"));
-    std::fs::write(dir.path().join("authorized_keys"), client_pub).unwrap();
-    let host_pub = keygen(&dir.path().join("host_key"));
-    let ssh_port = free_port();
-    let mut sshd = Sshd::start(dir.path(), ssh_port);
-    std::fs::write(
-        dir.path().join("known_hosts"),
-        format!("[127.0.0.1]:{ssh_port} {host_pub}"),
-    )
-    .unwrap();
-    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (mut sshd, ssh_port, user) = sshd_with_keys(dir.path());
     let shutdown = CancellationToken::new();
     let tunnel = SshTunnel::new(TunnelConfig {
         name: "uplink".to_owned(),
@@ -288,4 +277,93 @@ remote_prefix = "cloud/"
     );
     shutdown.cancel();
     running.await.unwrap().unwrap();
+}
+
+/// An sshd accepting the test's ed25519 key; returns it, its port and the login user.
+fn sshd_with_keys(dir: &Path) -> (Sshd, u16, String) {
+    let client_pub = keygen(&dir.join("id_ed25519"));
+    std::fs::write(dir.join("authorized_keys"), client_pub).unwrap();
+    let host_pub = keygen(&dir.join("host_key"));
+    let port = free_port();
+    let sshd = Sshd::start(dir, port);
+    std::fs::write(
+        dir.join("known_hosts"),
+        format!("[127.0.0.1]:{port} {host_pub}"),
+    )
+    .unwrap();
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    (sshd, port, user)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mqgate_run_bridges_through_its_tunnel() {
+    const N: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(&dir.path().join("cloud"), "");
+    let received = subscribe(sock(cloud.port), "cloud-sub", "cloud/#", QoS::AtLeastOnce).await;
+    let (_sshd, ssh_port, user) = sshd_with_keys(dir.path());
+    let d = dir.path().display();
+    let config = bridge_support::gateway_config(
+        dir.path(),
+        &format!(
+            r#"
+[[tunnel]]
+name = "uplink"
+server = "127.0.0.1:{ssh_port}"
+user = "{user}"
+key_file = "{d}/id_ed25519"
+known_hosts = "{d}/known_hosts"
+remote = "{cloud}"
+keepalive = "1s"
+
+[[bridge]]
+name = "up"
+transport = "ssh"
+tunnel = "uplink"
+keepalive = "5s"
+max_inflight = 100
+[bridge.reconnect]
+initial = "100ms"
+max = "1s"
+[[bridge.topic]]
+topic = "sensors/#"
+qos = 1
+remote_prefix = "cloud/"
+"#,
+            cloud = cloud.addr()
+        ),
+    );
+    let gw = common::Mqgate::start(
+        &dir.path().join("gw"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert!(
+        gw.wait_for_log("bridge: connected upstream", DEADLINE),
+        "the bridge did not connect through the tunnel:\n{}",
+        gw.logs()
+    );
+    assert!(
+        gw.logs().contains("peer=ssh tunnel uplink"),
+        "{}",
+        gw.logs()
+    );
+    let acked = publish_all(
+        gw.addr,
+        "pub",
+        "sensors/a",
+        QoS::AtLeastOnce,
+        payloads("t", 0..N),
+        |_| {},
+    )
+    .await;
+    assert_eq!(acked, N);
+    assert!(
+        tokio::task::block_in_place(|| received.wait_distinct(N, DEADLINE)),
+        "{} of {N} through mqgate's tunnel\n{}",
+        received.distinct(),
+        gw.logs()
+    );
 }
