@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${SECONDS_PER:-10}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 ulimit -n 65536 || true
 
 cargo build --release --locked -q
@@ -38,6 +38,8 @@ port[mqgate]=$(free_port)
 cat > "$work/mqgate.toml" <<CONF
 [persistence]
 enabled = false
+[broker]
+max_connections = 100000
 CONF
 RUST_LOG=warn $bin run --config "$work/mqgate.toml" --listen 127.0.0.1:${port[mqgate]} & pid[mqgate]=$!
 
@@ -78,6 +80,10 @@ bench() {
     || echo "bench: $b $* failed" >&2
 }
 
+# Memory first, on fresh processes, before the load scenarios grow their heaps.
+for b in "${brokers[@]}"; do
+  bench "$b" connections --count "${CONNECTIONS:-10000}"
+done
 for b in "${brokers[@]}"; do
   bench "$b" fan-in --qos 0
   bench "$b" fan-in --qos 1
@@ -85,10 +91,9 @@ for b in "${brokers[@]}"; do
   bench "$b" latency --rate 1000
   bench "$b" connect-rate
 done
-bench mqgate-durable fan-in --qos 1
-for b in "${brokers[@]}"; do
-  bench "$b" connections --count "${CONNECTIONS:-10000}"
-done
+# Default durability with a persistent subscriber: every QoS 1 message is written and
+# fsynced (group commit) before the publisher's PUBACK.
+bench mqgate-durable fan-in --qos 1 --persistent-subscriber
 
 python3 - "$results" <<'PY'
 import re, sys, collections

@@ -62,6 +62,10 @@ enum Scenario {
         /// Unacknowledged QoS 1 publishes per publisher.
         #[arg(long, default_value_t = 256)]
         inflight: usize,
+        /// Subscribe with a persistent session (clean session 0), so a broker with
+        /// persistence stores every QoS 1 message before acknowledging it.
+        #[arg(long)]
+        persistent_subscriber: bool,
     },
     /// 1 publisher -> N subscribers; reports deliveries/s.
     FanOut {
@@ -111,17 +115,13 @@ async fn run_scenario(args: BenchArgs) -> anyhow::Result<()> {
             qos,
             payload,
             inflight,
+            persistent_subscriber,
         } => {
             let qos = parse_qos(qos)?;
             let counter = Arc::new(AtomicU64::new(0));
-            subscriber(
-                args.addr,
-                "bench-in-sub",
-                "bench/in/#",
-                qos,
-                counter.clone(),
-            )
-            .await?;
+            let clean = !persistent_subscriber;
+            let (addr, filter) = (args.addr, "bench/in/#");
+            subscriber(addr, "bench-in-sub", filter, qos, counter.clone(), clean).await?;
             for i in 0..publishers {
                 let topic = format!("bench/in/{i}");
                 let client_id = format!("bench-in-pub-{i}");
@@ -148,7 +148,7 @@ async fn run_scenario(args: BenchArgs) -> anyhow::Result<()> {
             let counter = Arc::new(AtomicU64::new(0));
             for i in 0..subscribers {
                 let id = format!("bench-out-sub-{i}");
-                subscriber(args.addr, &id, "bench/out", qos, counter.clone()).await?;
+                subscriber(args.addr, &id, "bench/out", qos, counter.clone(), true).await?;
             }
             let client_id = "bench-out-pub".to_string();
             tokio::spawn(publisher(
@@ -195,6 +195,15 @@ struct Conn {
 
 impl Conn {
     async fn open(addr: SocketAddr, client_id: &str, keep_alive: u16) -> anyhow::Result<Conn> {
+        Conn::open_session(addr, client_id, keep_alive, true).await
+    }
+
+    async fn open_session(
+        addr: SocketAddr,
+        client_id: &str,
+        keep_alive: u16,
+        clean: bool,
+    ) -> anyhow::Result<Conn> {
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
@@ -207,7 +216,7 @@ impl Conn {
         };
         let connect = Packet::Connect(Connect {
             protocol: VERSION,
-            clean_start: true,
+            clean_start: clean,
             keep_alive,
             client_id: client_id.to_string(),
             will: None,
@@ -249,8 +258,9 @@ async fn subscriber(
     filter: &str,
     qos: QoS,
     counter: Arc<AtomicU64>,
+    clean: bool,
 ) -> anyhow::Result<()> {
-    let mut conn = Conn::open(addr, client_id, KEEP_ALIVE).await?;
+    let mut conn = Conn::open_session(addr, client_id, KEEP_ALIVE, clean).await?;
     let subscribe = Packet::Subscribe(Subscribe {
         pkid: 1,
         filters: vec![SubscribeFilter {
