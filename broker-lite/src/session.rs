@@ -84,12 +84,19 @@ struct Inflight {
     delivery: Delivery,
 }
 
+/// Inflight windows up to this size find a free packet id by scanning.
+const SCAN_LIMIT: usize = 32;
+
 /// The state of one session (see the module comment).
 #[derive(Debug, Default)]
 pub(crate) struct SessionState {
     pending: VecDeque<Delivery>,
     pending_bytes: usize,
     inflight: VecDeque<Inflight>,
+    /// Packet ids in the inflight window as a bitmap, built once the window first holds
+    /// `SCAN_LIMIT` entries: below that a scan is cheaper and idle sessions stay small;
+    /// above it (MQTT 5 windows of up to 65,535) a scan per send would be quadratic.
+    pkids_in_use: Option<Box<[u64; 1024]>>,
     next_pkid: u16,
     next_seq: u64,
     /// A B-tree set (24 bytes, no allocation while empty): every session holds one.
@@ -181,13 +188,43 @@ impl SessionState {
     }
 
     fn alloc_pkid(&mut self) -> u16 {
+        if self.pkids_in_use.is_none() && self.inflight.len() >= SCAN_LIMIT {
+            let mut bits = Box::new([0u64; 1024]);
+            for i in &self.inflight {
+                bits[usize::from(i.pkid / 64)] |= 1 << (i.pkid % 64);
+            }
+            self.pkids_in_use = Some(bits);
+        }
         loop {
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
             let candidate = self.next_pkid;
-            if !self.inflight.iter().any(|i| i.pkid == candidate) {
+            let used = match &self.pkids_in_use {
+                Some(bits) => bits[usize::from(candidate / 64)] & (1 << (candidate % 64)) != 0,
+                None => self.inflight.iter().any(|i| i.pkid == candidate),
+            };
+            if !used {
                 return candidate;
             }
         }
+    }
+
+    /// Records that `pkid` entered (`true`) or left the inflight window.
+    fn mark_pkid(&mut self, pkid: u16, in_use: bool) {
+        if let Some(bits) = &mut self.pkids_in_use {
+            let (word, bit) = (usize::from(pkid / 64), 1u64 << (pkid % 64));
+            if in_use {
+                bits[word] |= bit;
+            } else {
+                bits[word] &= !bit;
+            }
+        }
+    }
+
+    /// Removes the inflight entry at `at`, keeping the id bitmap in step.
+    fn remove_inflight(&mut self, at: usize) -> Option<Delivery> {
+        let entry = self.inflight.remove(at)?;
+        self.mark_pkid(entry.pkid, false);
+        Some(entry.delivery)
     }
 
     /// The next PUBLISH to send, if the queue is not empty and the inflight window
@@ -219,6 +256,7 @@ impl SessionState {
                     stage,
                     delivery: delivery.clone(),
                 });
+                self.mark_pkid(pkid, true);
                 pkid
             }
         };
@@ -254,14 +292,14 @@ impl SessionState {
     /// PUBACK received: the QoS 1 delivery it completes, if any.
     pub fn on_puback(&mut self, pkid: u16) -> Option<Delivery> {
         let at = self.position(pkid, Stage::Ack)?;
-        self.inflight.remove(at).map(|i| i.delivery)
+        self.remove_inflight(at)
     }
 
     /// Forgets the inflight delivery `pkid` whatever its stage (it could not be sent: it
     /// is larger than the client's maximum packet size).
     pub fn drop_inflight(&mut self, pkid: u16) -> Option<Delivery> {
         let at = self.inflight.iter().position(|i| i.pkid == pkid)?;
-        self.inflight.remove(at).map(|i| i.delivery)
+        self.remove_inflight(at)
     }
 
     /// PUBREC received: the sequence number of the QoS 2 delivery now awaiting PUBCOMP.
@@ -275,7 +313,7 @@ impl SessionState {
     /// PUBCOMP received: the QoS 2 delivery it completes, if any.
     pub fn on_pubcomp(&mut self, pkid: u16) -> Option<Delivery> {
         let at = self.position(pkid, Stage::Completion)?;
-        self.inflight.remove(at).map(|i| i.delivery)
+        self.remove_inflight(at)
     }
 
     /// Incoming QoS 2 PUBLISH with `pkid`: true if it is new (deliver it), false if it is
@@ -304,6 +342,7 @@ impl SessionState {
             stage,
             delivery,
         });
+        self.mark_pkid(pkid, true);
     }
 
     /// Restores (after a restart) an incoming QoS 2 id awaiting PUBREL.
@@ -384,6 +423,38 @@ mod tests {
             0,
             "QoS 0 passes a full window"
         );
+    }
+
+    #[test]
+    fn large_windows_never_reuse_an_inflight_packet_id() {
+        // Past SCAN_LIMIT the free-id search uses the bitmap; ids must stay unique
+        // across wrap-around while some old ones are still unacknowledged.
+        let mut s = online();
+        let l = Limits {
+            max_inflight: 5_000,
+            max_queued_messages: 100_000,
+            max_queued_bytes: usize::MAX,
+            ..limits()
+        };
+        let mut outstanding = std::collections::BTreeSet::new();
+        for round in 0..40 {
+            for _ in 0..5_000 - outstanding.len() {
+                let d = delivery(&mut s, QoS::AtLeastOnce, "x");
+                s.enqueue(d, &l);
+                let pkid = pkid_of(s.poll_transmit(&l, 0));
+                assert!(
+                    pkid != 0 && outstanding.insert(pkid),
+                    "round {round}: id {pkid} reused"
+                );
+            }
+            // Acknowledge all but every 7th, so old ids stay in flight across wrap-around.
+            let acked: Vec<u16> = outstanding.iter().copied().filter(|p| p % 7 != 0).collect();
+            for pkid in acked {
+                assert!(s.on_puback(pkid).is_some());
+                outstanding.remove(&pkid);
+            }
+        }
+        assert_eq!(s.inflight(), outstanding.len());
     }
 
     #[test]
