@@ -46,6 +46,15 @@ pub enum BridgeError {
     /// The connection was closed by the peer.
     #[error("connection closed by the peer")]
     Closed,
+    /// The broker closed the connection (or reset it) before answering CONNECT: what
+    /// brokers that do not speak the protocol level asked for (RabbitMQ 3.x with MQTT 5
+    /// or `try_private`) do instead of a CONNACK refusal.
+    #[error("the broker closed the connection before CONNACK")]
+    NoConnAck,
+    /// The broker closed the connection after SUBSCRIBE, before SUBACK: RabbitMQ does
+    /// this when the subscription's queue lives on a cluster node that is down.
+    #[error("the broker closed the connection after SUBSCRIBE, before SUBACK")]
+    NoSubAck,
     /// The peer did not answer in time.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),

@@ -35,6 +35,11 @@
 //! * An upstream that does not acknowledge for 2 × keep-alive (at least 20 s) is
 //!   disconnected so that the next session resends (MQTT forbids resending in-session);
 //!   one silent for 1.5 × keep-alive (a black-holed path) is dropped at that deadline.
+//! * Upstreams that close the connection instead of refusing CONNECT (RabbitMQ with MQTT
+//!   5.0 or `try_private`), downgrade QoS 2 to 1 (PUBACK for a QoS 2 PUBLISH, QoS 1
+//!   granted), or drop the connection after SUBSCRIBE (RabbitMQ's NOT_FOUND while a
+//!   session queue's node is down) are handled and logged with the likely cause; see
+//!   `bridge/README.md`.
 //! * State: `$SYS/broker/connection/<name>/state` locally; with `will_topic`, a last will
 //!   on the upstream and a "1" published there after each connect.
 

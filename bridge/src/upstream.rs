@@ -48,6 +48,8 @@ struct Sender {
     cursor: Option<u64>,
     keepalive: Keepalive,
     max_qos: QoS,
+    /// The upstream's QoS 2 downgrade was logged on this connection.
+    downgrade_warned: bool,
 }
 
 /// The upstream side of one bridge.
@@ -117,6 +119,13 @@ impl UpstreamLink {
                 Err(BridgeError::Refused { reason }) => {
                     tracing::error!(bridge = %self.name(), ?reason,
                         "bridge: the upstream refused the connection; retrying at the slowest pace");
+                    delay = backoff.max;
+                }
+                // Logged with their likely cause where they happened; retrying soon would
+                // only repeat them.
+                Err(error @ (BridgeError::NoConnAck | BridgeError::NoSubAck)) => {
+                    tracing::warn!(bridge = %self.name(), %error,
+                        "bridge: retrying at the slowest pace");
                     delay = backoff.max;
                 }
                 Err(error) => {
@@ -198,13 +207,22 @@ impl UpstreamLink {
         let connect = self.connect_packet();
         let v5 = connect.protocol.is_v5();
         let try_private = self.config.try_private && !v5;
-        let (mut link, connack) = Link::open(
+        let opened = Link::open(
             dialled.stream,
             &connect,
             try_private,
             Duration::from_secs(10),
         )
-        .await?;
+        .await;
+        let (mut link, connack) = match opened {
+            Err(BridgeError::NoConnAck) => {
+                tracing::warn!(bridge = %self.name(), %peer, client_id = %connect.client_id,
+                    "bridge: upstream closed the connection before CONNACK; {}",
+                    no_connack_cause(v5, try_private));
+                return Err(BridgeError::NoConnAck);
+            }
+            other => other?,
+        };
         if connack.reason != ReasonCode::Success {
             tracing::warn!(bridge = %self.name(), %peer, client_id = %connect.client_id,
                 reason = ?connack.reason, "bridge: upstream CONNACK refused");
@@ -234,8 +252,10 @@ impl UpstreamLink {
                 .maximum_qos
                 .and_then(QoS::from_u8)
                 .unwrap_or(QoS::ExactlyOnce),
+            downgrade_warned: false,
         };
-        let mut ready = self.subscribe(&link, v5)?;
+        let asked = self.subscribe(&link, v5)?;
+        let mut ready = asked.is_empty();
         let (acks_tx, mut acks_rx) = mpsc::unbounded_channel::<Packet>();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         // Exactly 1.5 x keep-alive after the last packet received (the 250 ms tick alone
@@ -256,15 +276,20 @@ impl UpstreamLink {
                     return Ok(Ended::Shutdown);
                 }
                 packet = link.next() => {
-                    let packet = packet?;
+                    let packet = match packet {
+                        Err(BridgeError::Closed) if !ready => {
+                            tracing::error!(bridge = %self.name(), %peer, client_id = %connect.client_id,
+                                "bridge: upstream closed the connection after SUBSCRIBE, before SUBACK; \
+                                 RabbitMQ does this (NOT_FOUND) when the session's subscription queue lives \
+                                 on a cluster node that is down: the in rules resume on this node once that \
+                                 node is back, or after `rabbitmqctl forget_cluster_node` drops its queues");
+                            return Err(BridgeError::NoSubAck);
+                        }
+                        other => other?,
+                    };
                     sender.keepalive.received(Instant::now());
                     if let Packet::SubAck(suback) = &packet {
-                        for reason in suback.reasons.iter().filter(|r| r.is_failure()) {
-                            tracing::error!(bridge = %self.name(), ?reason,
-                                "bridge: the upstream refused an in-rule subscription");
-                        }
-                        tracing::info!(bridge = %self.name(), filters = suback.reasons.len(),
-                            "bridge: subscribed upstream");
+                        self.subscribed(&peer, &asked, &suback.reasons);
                         ready = true;
                     } else {
                         self.on_packet(packet, &link, &mut sender, &acks_tx)?;
@@ -331,9 +356,26 @@ impl UpstreamLink {
         }))
     }
 
-    /// Subscribes to the `in` rules; returns whether sending may start at once (no
-    /// SUBSCRIBE to wait for).
-    fn subscribe(&self, link: &Link, v5: bool) -> Result<bool, BridgeError> {
+    /// Logs the SUBACK's outcome: refusals as errors, a QoS granted below the one asked
+    /// (RabbitMQ grants QoS 1 for 2) as a warning; the messages then arrive at that QoS.
+    fn subscribed(&self, peer: &str, asked: &[(String, QoS)], reasons: &[ReasonCode]) {
+        for ((filter, qos), reason) in asked.iter().zip(reasons) {
+            if reason.is_failure() {
+                tracing::error!(bridge = %self.name(), %peer, filter, ?reason,
+                    "bridge: the upstream refused an in-rule subscription");
+            } else if reason.value() < *qos as u8 {
+                tracing::warn!(bridge = %self.name(), %peer, filter, asked = *qos as u8,
+                    granted = reason.value(),
+                    "bridge: the upstream granted an in-rule subscription a lower QoS than asked");
+            }
+        }
+        tracing::info!(bridge = %self.name(), %peer, filters = reasons.len(),
+            "bridge: subscribed upstream");
+    }
+
+    /// Subscribes to the `in` rules; returns the filters and QoS asked for (none: sending
+    /// may start at once, there is no SUBACK to wait for).
+    fn subscribe(&self, link: &Link, v5: bool) -> Result<Vec<(String, QoS)>, BridgeError> {
         let filters: Vec<SubscribeFilter> = self
             .map
             .remote_subscriptions()
@@ -348,8 +390,12 @@ impl UpstreamLink {
                 },
             })
             .collect();
+        let asked = filters
+            .iter()
+            .map(|f| (f.filter.to_string(), f.options.qos))
+            .collect::<Vec<_>>();
         if filters.is_empty() {
-            return Ok(true);
+            return Ok(asked);
         }
         // The identifier of the sequence number just before the oldest queued message:
         // not in use by any message that this session may resend.
@@ -359,7 +405,7 @@ impl UpstreamLink {
             filters,
             properties: Properties::default(),
         }))?;
-        Ok(false)
+        Ok(asked)
     }
 
     /// Sends queued messages while the window has room.
@@ -435,10 +481,18 @@ impl UpstreamLink {
     ) -> Result<(), BridgeError> {
         match packet {
             Packet::PubAck(ack) => {
-                let entry = s.inflight.take(ack.pkid, Stage::PubAck).or_else(|| {
-                    // Brokers that downgrade QoS 2 to 1 (RabbitMQ) answer PUBACK.
-                    s.inflight.take(ack.pkid, Stage::PubRec)
-                });
+                let mut entry = s.inflight.take(ack.pkid, Stage::PubAck);
+                if entry.is_none() {
+                    // Brokers that downgrade QoS 2 to 1 (RabbitMQ 3.x) answer a QoS 2
+                    // PUBLISH with PUBACK: the message was taken, at least once.
+                    entry = s.inflight.take(ack.pkid, Stage::PubRec);
+                    if entry.is_some() && !s.downgrade_warned {
+                        s.downgrade_warned = true;
+                        tracing::warn!(bridge = %self.name(),
+                            "bridge: the upstream answered a QoS 2 PUBLISH with PUBACK: it downgrades \
+                             QoS 2 to 1, so these messages are delivered at least once, not exactly once");
+                    }
+                }
                 if let Some(entry) = entry {
                     self.settle(entry.seq, ack.reason);
                 }
@@ -534,6 +588,19 @@ impl UpstreamLink {
             });
         }
         Ok(())
+    }
+}
+
+/// The likely reason why an upstream closed the connection instead of answering CONNECT.
+fn no_connack_cause(v5: bool, try_private: bool) -> &'static str {
+    match (v5, try_private) {
+        (true, _) => "it may not support MQTT 5.0, set protocol = \"3.1.1\"",
+        (false, true) => {
+            "it may not accept try_private (protocol level 0x84), set try_private = false"
+        }
+        (false, false) => {
+            "it may refuse the client id or the protocol level without saying so (see its log)"
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Test support for the bridge tests: a real mosquitto as the "cloud" broker on a free
-//! loopback port, gateway configuration files, and rumqttc publishers and counting
-//! subscribers.
+//! loopback port (or a RabbitMQ cluster, [`rabbitmq`]), gateway configuration files, and
+//! rumqttc publishers and counting subscribers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod rabbitmq;
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
