@@ -1,6 +1,7 @@
 //! `mqgate proxy`: the security layer alone, in front of an existing broker
-//! (`[proxy] upstream`). Clients connect over TCP or TLS, are authenticated by mqgate, and
-//! their packets are checked against the ACL in both directions.
+//! (`[proxy] upstream`). Clients connect over TCP, TLS, WebSocket or WebSocket over TLS,
+//! are authenticated by mqgate, and their packets are checked against the ACL in both
+//! directions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,13 +10,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use mqgate_config::{Config, ListenerKind};
 use mqgate_proxy::forward::{run_standalone, ForwardSettings, StandaloneListener};
-use mqgate_proxy::tls::TlsAcceptorSource;
 use mqgate_proxy::Security;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config_cmd::EXIT_BAD_CONFIG;
-use crate::run::{init_tracing, reload, wait_for_shutdown};
+use crate::run::{init_tracing, reload, tls_source, wait_for_shutdown, ws_settings};
 
 /// Arguments of `mqgate proxy`.
 #[derive(Debug, clap::Args)]
@@ -71,16 +71,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 listeners.push(StandaloneListener::Tcp(socket));
             }
             ListenerKind::Tls => {
-                let source = Arc::new(
-                    TlsAcceptorSource::new(listener.tls.clone().unwrap_or_default())
-                        .with_context(|| format!("TLS listener {}", listener.bind))?,
-                );
+                let source = tls_source(listener)?;
                 tls_sources.push(source.clone());
                 tracing::info!(kind = %"tls", %addr, upstream = %proxy.upstream, "listening");
                 listeners.push(StandaloneListener::Tls(socket, source));
             }
-            other => bail!(
-                "listener {}: kind {other:?} is not supported by the standalone proxy (tcp or tls)",
+            ListenerKind::Ws => {
+                let path = listener.ws_path();
+                tracing::info!(kind = %"ws", %addr, path, upstream = %proxy.upstream, "listening");
+                listeners.push(StandaloneListener::Ws(socket, ws_settings(listener, &config)));
+            }
+            ListenerKind::Wss => {
+                let source = tls_source(listener)?;
+                tls_sources.push(source.clone());
+                let path = listener.ws_path();
+                tracing::info!(kind = %"wss", %addr, path, upstream = %proxy.upstream, "listening");
+                let ws = ws_settings(listener, &config);
+                listeners.push(StandaloneListener::Wss(socket, source, ws));
+            }
+            ListenerKind::Ssh => bail!(
+                "listener {}: kind ssh is not supported by the standalone proxy (tcp, tls, ws or wss)",
                 listener.bind
             ),
         }

@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use mqgate_broker_lite::{serve_tcp, serve_ws, Broker, BrokerSettings, OverloadPolicy};
 use mqgate_config::{Config, ListenerConfig, ListenerKind, QueueFullPolicy};
 use mqgate_proxy::ssh::{
     fingerprint, serve_ssh, SshPasswordVerifier, SshServerSettings, SshTunnel,
 };
-use mqgate_proxy::tls::{serve_tls, TlsAcceptorSource};
+use mqgate_proxy::tls::{serve_tls, serve_wss, TlsAcceptorSource, TlsServeOptions};
+use mqgate_proxy::ws::WsSettings;
 use mqgate_proxy::Security;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -125,15 +126,6 @@ fn broker_settings(config: &Config) -> BrokerSettings {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    for listener in &config.listeners {
-        if listener.kind == ListenerKind::Wss {
-            bail!(
-                "listener {} ({:?}) is not available in this build yet",
-                listener.bind,
-                listener.kind
-            );
-        }
-    }
     let security = Arc::new(
         Security::from_config(&config.auth, &config.acl)
             .context("loading the password and ACL files")?,
@@ -157,13 +149,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 tracker.spawn(serve_ws(socket, handle, token));
             }
             ListenerKind::Tls => {
-                let source = Arc::new(
-                    TlsAcceptorSource::new(listener.tls.clone().unwrap_or_default())
-                        .with_context(|| format!("TLS listener {}", listener.bind))?,
-                );
+                let source = tls_source(listener)?;
                 tls_sources.push(source.clone());
                 tracing::info!(kind = %"tls", %addr, "listening");
                 tracker.spawn(serve_tls(socket, source, handle, token));
+            }
+            ListenerKind::Wss => {
+                let source = tls_source(listener)?;
+                tls_sources.push(source.clone());
+                let path = listener.ws_path();
+                tracing::info!(kind = %"wss", %addr, path, "listening");
+                let ws = ws_settings(listener, &config);
+                let options = TlsServeOptions::default();
+                tracker.spawn(serve_wss(socket, source, handle, token, options, ws));
             }
             ListenerKind::Ssh => {
                 let ssh = listener.ssh.clone().unwrap_or_default();
@@ -211,6 +209,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The reloadable TLS configuration of a `tls` or `wss` listener.
+pub(crate) fn tls_source(listener: &ListenerConfig) -> anyhow::Result<Arc<TlsAcceptorSource>> {
+    let source = TlsAcceptorSource::new(listener.tls.clone().unwrap_or_default())
+        .with_context(|| format!("TLS listener {}", listener.bind))?;
+    Ok(Arc::new(source))
+}
+
+/// The WebSocket endpoint of a `ws` or `wss` listener.
+pub(crate) fn ws_settings(listener: &ListenerConfig, config: &Config) -> WsSettings {
+    WsSettings {
+        path: listener.ws_path().to_owned(),
+        max_packet_size: config.broker.max_packet_size as usize,
+    }
 }
 
 /// SIGHUP: re-reads the password file, the ACL file and every TLS listener's certificate,

@@ -89,8 +89,13 @@ pub struct TlsListenerConfig {
     pub crl: Option<PathBuf>,
     /// Whether clients must, may or must not present a certificate.
     pub client_cert: ClientCertMode,
-    /// Use the client certificate's subject CN as the MQTT username (mosquitto's option).
+    /// Use a field of the verified client certificate (see `identity`) as the MQTT
+    /// username (mosquitto's option).
     pub use_identity_as_username: bool,
+    /// Which field of the client certificate is the identity: the subject CN (default)
+    /// or the first subject alternative name of one type. A certificate without that
+    /// field is refused when `use_identity_as_username` is on.
+    pub identity: CertIdentity,
     /// ALPN protocols offered, most preferred first (e.g. `["mqtt"]`); empty = no ALPN.
     pub alpn: Vec<String>,
 }
@@ -106,6 +111,21 @@ pub enum ClientCertMode {
     Optional,
     /// Refuse the TLS handshake without a valid client certificate (mTLS).
     Required,
+}
+
+/// The client-certificate field that becomes the MQTT username (`identity = "..."`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertIdentity {
+    /// The subject's common name (what mosquitto uses).
+    #[default]
+    Cn,
+    /// The first DNS-name subject alternative name.
+    SanDns,
+    /// The first e-mail (rfc822Name) subject alternative name.
+    SanEmail,
+    /// The first URI subject alternative name (e.g. a SPIFFE ID).
+    SanUri,
 }
 
 /// `[listener.ssh]`: the SSH server of an `ssh` listener (for legacy plaintext sensors).

@@ -7,7 +7,9 @@ use std::time::Duration;
 use crate::addr::check_host_port;
 use crate::bridge::{Backoff, BridgeConfig, BridgeTransport, TopicRule};
 use crate::broker::MQTT_MAX_PACKET_SIZE;
-use crate::listener::{ClientCertMode, ListenerConfig, ListenerKind, SshListenerConfig};
+use crate::listener::{
+    CertIdentity, ClientCertMode, ListenerConfig, ListenerKind, SshListenerConfig,
+};
 use crate::path::FieldPath;
 use crate::persistence::Durability;
 use crate::tunnel::TunnelConfig;
@@ -149,7 +151,22 @@ impl Checker {
                         "needs client_cert = \"optional\" or \"required\"",
                     );
                 }
+                if tls.identity != CertIdentity::Cn && !tls.use_identity_as_username {
+                    self.fail(
+                        tls_path.key("identity"),
+                        "only used with use_identity_as_username = true",
+                    );
+                }
                 self.alpn(&tls.alpn, tls_path.key("alpn"));
+                if listener.kind == ListenerKind::Wss
+                    && !tls.alpn.is_empty()
+                    && !tls.alpn.iter().any(|p| p == "http/1.1")
+                {
+                    self.fail(
+                        tls_path.key("alpn"),
+                        "a wss listener speaks HTTP first: offer \"http/1.1\" (or no ALPN), or WebSocket clients fail the handshake",
+                    );
+                }
             }
             (None, false) => {}
         }

@@ -236,3 +236,28 @@ fn acl_rules_in_toml() {
         ]
     );
 }
+
+#[test]
+fn wss_listener_with_san_identity() {
+    use mqgate_config::{CertIdentity, ClientCertMode};
+    let text = "[[listener]]\nkind = \"wss\"\nbind = \"0.0.0.0:443\"\npath = \"/ws\"\n[listener.tls]\ncert = \"s.pem\"\nkey = \"s.key\"\nclient_ca = \"ca.pem\"\nclient_cert = \"required\"\nuse_identity_as_username = true\nidentity = \"san-uri\"\n\n[auth]\nallow_anonymous = false\n";
+    let config = Config::from_toml_str(text, "t.toml").unwrap();
+    let listener = &config.listeners[0];
+    assert_eq!(listener.kind, ListenerKind::Wss);
+    assert_eq!(listener.ws_path(), "/ws");
+    let tls = listener.tls.as_ref().unwrap();
+    assert_eq!(tls.client_cert, ClientCertMode::Required);
+    assert_eq!(tls.identity, CertIdentity::SanUri);
+    for (value, expected) in [
+        ("cn", CertIdentity::Cn),
+        ("san-dns", CertIdentity::SanDns),
+        ("san-email", CertIdentity::SanEmail),
+    ] {
+        let text = text.replace("\"san-uri\"", &format!("\"{value}\""));
+        let config = Config::from_toml_str(&text, "t.toml").unwrap();
+        assert_eq!(config.listeners[0].tls.as_ref().unwrap().identity, expected);
+    }
+    let (location, _, message) = parse_error(&text.replace("\"san-uri\"", "\"san-ip\""));
+    assert_eq!(location.map(|l| l.line), Some(11), "{message}");
+    assert!(message.contains("san-email"), "{message}");
+}

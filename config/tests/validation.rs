@@ -80,6 +80,35 @@ fn tls_and_ssh_tables_only_on_their_kinds() {
 }
 
 #[test]
+fn identity_needs_use_identity_as_username() {
+    let text = "[[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:8883\"\n[listener.tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"ca\"\nclient_cert = \"required\"\nidentity = \"san-dns\"\n";
+    let error = expect(
+        text,
+        "listener[0].tls.identity",
+        "only used with use_identity_as_username",
+    );
+    assert_eq!(
+        error.location,
+        Some(Location {
+            line: 9,
+            column: 12
+        })
+    );
+}
+
+#[test]
+fn wss_alpn_must_allow_http() {
+    let head = "[[listener]]\nkind = \"wss\"\nbind = \"127.0.0.1:443\"\n[listener.tls]\ncert = \"c\"\nkey = \"k\"\n";
+    expect(
+        &format!("{head}alpn = [\"mqtt\"]\n"),
+        "listener[0].tls.alpn",
+        "offer \"http/1.1\"",
+    );
+    Config::from_toml_str(&format!("{head}alpn = [\"http/1.1\"]\n"), "t").unwrap();
+    Config::from_toml_str(head, "t").unwrap();
+}
+
+#[test]
 fn ssh_listener_rules() {
     expect(
         "[[listener]]\nkind = \"ssh\"\nbind = \"0.0.0.0:2222\"\n",

@@ -246,6 +246,7 @@ async fn start(pki: &Pki, mode: ClientCertMode, handshake_timeout: Duration) -> 
         client_cert: mode,
         use_identity_as_username: true,
         alpn: vec!["mqtt".into()],
+        ..TlsListenerConfig::default()
     };
     let source = Arc::new(TlsAcceptorSource::new(cfg).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

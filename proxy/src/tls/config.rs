@@ -1,11 +1,11 @@
 //! Building a rustls `ServerConfig` (ring provider, TLS 1.2 + 1.3) from `[listener.tls]`:
 //! certificate chain and key from PEM, ALPN, and client-certificate verification against
-//! a CA bundle with an optional CRL. Also: the identity (CN) of a verified client cert.
+//! a CA bundle with an optional CRL.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use mqgate_config::{ClientCertMode, TlsListenerConfig};
+use mqgate_config::{CertIdentity, ClientCertMode, TlsListenerConfig};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
@@ -44,8 +44,10 @@ fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, E
 pub struct TlsSettings {
     /// The rustls configuration, shared by every handshake.
     pub server_config: Arc<ServerConfig>,
-    /// Whether a verified client certificate's CN becomes the MQTT user name.
+    /// Whether a verified client certificate's identity becomes the MQTT user name.
     pub use_identity_as_username: bool,
+    /// Which certificate field is that identity.
+    pub identity: CertIdentity,
 }
 
 /// Reads the files named by `cfg` and builds the server configuration.
@@ -98,12 +100,6 @@ pub fn build(cfg: &TlsListenerConfig) -> Result<TlsSettings, Error> {
     Ok(TlsSettings {
         server_config: Arc::new(config),
         use_identity_as_username: cfg.use_identity_as_username,
+        identity: cfg.identity,
     })
-}
-
-/// The subject CN of a (verified) client certificate.
-pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let cn = parsed.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(str::to_owned)
 }

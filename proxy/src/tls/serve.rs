@@ -17,7 +17,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument as _};
 
-use crate::tls::config::{common_name, TlsSettings};
+use crate::tls::config::TlsSettings;
+use crate::tls::identity::{certificate_identity, identity_field_name};
 use crate::tls::source::TlsAcceptorSource;
 
 /// Limits of a TLS listener.
@@ -60,8 +61,9 @@ pub enum HandshakeFailure {
     BadCertificate(String),
     /// The peer sent a TLS alert (e.g. it rejected our certificate).
     AlertFromPeer(String),
-    /// `use_identity_as_username` is on but the certificate has no CN.
-    NoCommonName,
+    /// `use_identity_as_username` is on but the certificate lacks the configured
+    /// identity field (named: "CN", "DNS SAN", ...).
+    MissingIdentity(&'static str),
     /// Anything else.
     Other(String),
 }
@@ -86,8 +88,8 @@ impl std::fmt::Display for HandshakeFailure {
             }
             HandshakeFailure::BadCertificate(s) => write!(f, "bad client certificate: {s}"),
             HandshakeFailure::AlertFromPeer(s) => write!(f, "peer sent alert {s}"),
-            HandshakeFailure::NoCommonName => {
-                f.write_str("client certificate has no CN to use as user name")
+            HandshakeFailure::MissingIdentity(field) => {
+                write!(f, "client certificate has no {field} to use as user name")
             }
             HandshakeFailure::Other(s) => f.write_str(s),
         }
@@ -243,22 +245,22 @@ async fn handshake(
         }
     };
     let conn = stream.get_ref().1;
-    let cn = conn
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(common_name);
+    let leaf = conn.peer_certificates().and_then(|chain| chain.first());
+    let identity = leaf.and_then(|cert| certificate_identity(cert, settings.identity));
     debug!(
         %peer,
         version = ?conn.protocol_version(),
         alpn = ?conn.alpn_protocol().map(String::from_utf8_lossy),
-        cn = cn.as_deref().unwrap_or(""),
+        identity = identity.as_deref().unwrap_or(""),
         "TLS handshake complete"
     );
     let transport_user = if settings.use_identity_as_username {
-        match (conn.peer_certificates().is_some_and(|c| !c.is_empty()), cn) {
-            (_, Some(cn)) => Some(cn),
+        match (leaf.is_some(), identity) {
+            (_, Some(identity)) => Some(identity),
             (true, None) => {
-                warn!(%peer, reason = %HandshakeFailure::NoCommonName, "TLS handshake failed");
+                let reason =
+                    HandshakeFailure::MissingIdentity(identity_field_name(settings.identity));
+                warn!(%peer, %reason, "TLS handshake failed");
                 return None;
             }
             (false, None) => None,
@@ -271,7 +273,7 @@ async fn handshake(
         Identity {
             peer,
             transport_user,
-            // use_identity_as_username: the certificate's CN replaces the CONNECT's.
+            // use_identity_as_username: the certificate's identity replaces the CONNECT's.
             username_policy: UsernamePolicy::Replace,
         },
     ))
