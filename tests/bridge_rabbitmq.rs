@@ -61,7 +61,9 @@ fn gateway(dir: &std::path::Path, name: &str, toml: &str) -> Mqgate {
     let dir = dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let config = gateway_config(&dir, toml);
-    Mqgate::start(&dir.join("data"), &["--config", config.to_str().unwrap()])
+    let gw = Mqgate::start(&dir.join("data"), &["--config", config.to_str().unwrap()]);
+    wait_log(&gw, "bridge: subscribed to the local broker");
+    gw
 }
 
 fn wait_log(gw: &Mqgate, needle: &str) {

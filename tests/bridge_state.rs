@@ -49,6 +49,7 @@ async fn kill_9_of_the_gateway_publishes_its_will_on_the_cloud() {
         &["--config", config.to_str().unwrap()],
     );
     assert!(gw.wait_for_log("bridge: connected upstream", DEADLINE));
+    assert!(gw.wait_for_log("bridge: subscribed to the local broker", DEADLINE));
     assert!(
         tokio::task::block_in_place(|| wait_until(DEADLINE, || state.contains("1"))),
         "the bridge announced itself online: {:?}",
@@ -82,6 +83,7 @@ async fn a_silent_uplink_cut_is_noticed_by_keepalive_and_nothing_is_lost() {
         &["--config", config.to_str().unwrap()],
     );
     assert!(gw.wait_for_log("bridge: connected upstream", DEADLINE));
+    assert!(gw.wait_for_log("bridge: subscribed to the local broker", DEADLINE));
 
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut tx = Some(tx);

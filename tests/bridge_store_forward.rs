@@ -48,6 +48,11 @@ fn start_gateway(dir: &std::path::Path, config: &std::path::Path) -> Mqgate {
         "bridge did not connect:\n{}",
         gw.logs()
     );
+    assert!(
+        gw.wait_for_log("bridge: subscribed to the local broker", DEADLINE),
+        "bridge did not subscribe locally:\n{}",
+        gw.logs()
+    );
     gw
 }
 

@@ -134,6 +134,7 @@ qos = 1
         "no TLS connection:\n{}",
         gw.logs()
     );
+    assert!(gw.wait_for_log("bridge: subscribed to the local broker", DEADLINE));
     let at_cloud = subscribe(sock(plain), "cloud-sub", "secure/#", QoS::AtLeastOnce).await;
     let n = publish_all(
         gw.addr,

@@ -286,6 +286,10 @@ impl LocalLink {
                     tracing::error!(bridge = %self.name, ?reason,
                         "bridge: the local broker refused an out-rule subscription");
                 }
+                // From here on, local messages for the out rules reach the queue (before,
+                // the local broker had no subscriber for them).
+                tracing::info!(bridge = %self.name, filters = suback.reasons.len(),
+                    "bridge: subscribed to the local broker");
                 Ok(None)
             }
             Packet::PingResp => Ok(None),
