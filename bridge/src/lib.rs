@@ -19,11 +19,12 @@
 //!
 //! Guarantees and limits:
 //! * Out, QoS 1: at least once, across uplink outages and `kill -9` (the local broker is
-//!   acked only once the message is durable in the queue). Order: one FIFO per bridge,
-//!   so per-topic order holds; after a reconnect the backlog drains first, at the full
-//!   inflight window, and live messages follow it (no interleaving: live traffic waits
-//!   backlog / drain rate, about 4-5 s per 100,000 queued messages on a PC). A crash can
-//!   forget up to 1024 (or 250 ms of) removals: those messages are resent after restart.
+//!   acked only once the message is durable in the queue). Order: per topic. After a
+//!   reconnect with a backlog larger than the window, the backlog drains oldest first at
+//!   the full window while live messages on topics without unsent backlog take up to a
+//!   quarter of it ([`drain`]: live traffic is not starved); live messages on a topic that
+//!   still has backlog wait for it. A crash can forget up to 1024 (or 250 ms of)
+//!   removals: those messages are resent after restart.
 //! * Out, QoS 2: exactly once on the upstream hop with a persistent upstream session
 //!   (packet ids derived from queue sequence numbers; PUBREL resent after reconnect). The
 //!   local hop is at least once if the gateway is killed between storing a message and
@@ -46,6 +47,7 @@
 mod bridge;
 mod conn;
 pub mod connector;
+pub mod drain;
 pub mod echo;
 mod error;
 mod local;

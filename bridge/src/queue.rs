@@ -18,7 +18,7 @@
 //! * The log is compacted (snapshot of the live entries) once it exceeds
 //!   `COMPACT_MIN_BYTES` and is more than twice the live data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -307,6 +307,42 @@ impl DurableQueue {
         };
         entry.maybe_sent = true;
         Some(out)
+    }
+
+    /// Like [`DurableQueue::next_after`], without marking the entry as possibly sent.
+    pub fn peek_after(&self, after: Option<u64>) -> Option<QueueEntry> {
+        let mut state = self.state.lock();
+        self.expire(&mut state, now_ms());
+        let start = after.map_or(0, |s| s + 1);
+        let (_, entry) = state.entries.range(start..).next()?;
+        Some(QueueEntry {
+            message: entry.message.clone(),
+            released: entry.released,
+            maybe_sent: entry.maybe_sent,
+        })
+    }
+
+    /// Marks `seq` as possibly sent (it is about to be).
+    pub fn mark_sent(&self, seq: u64) {
+        if let Some(entry) = self.state.lock().entries.get_mut(&seq) {
+            entry.maybe_sent = true;
+        }
+    }
+
+    /// The sequence number the next message pushed will get.
+    pub fn next_seq(&self) -> u64 {
+        self.state.lock().next_seq
+    }
+
+    /// For every topic queued below sequence number `below`, the highest such sequence
+    /// number.
+    pub fn last_seq_by_topic(&self, below: u64) -> HashMap<Arc<str>, u64> {
+        let state = self.state.lock();
+        let mut last = HashMap::new();
+        for (&seq, entry) in state.entries.range(..below) {
+            last.insert(entry.message.topic.clone(), seq);
+        }
+        last
     }
 
     /// Whether `seq` is still queued (not acknowledged, dropped or expired).

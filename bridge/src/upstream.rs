@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::{protocol_of, Link};
 use crate::connector::UpstreamConnector;
+use crate::drain::Drain;
 use crate::error::BridgeError;
 use crate::local::LocalPublish;
 use crate::mapping::TopicMap;
@@ -45,7 +46,7 @@ enum Ended {
 /// Per-session state of the send side.
 struct Sender {
     inflight: Inflight,
-    cursor: Option<u64>,
+    drain: Drain,
     keepalive: Keepalive,
     max_qos: QoS,
     /// The upstream's QoS 2 downgrade was logged on this connection.
@@ -246,7 +247,7 @@ impl UpstreamLink {
         self.notice(&link, "1")?;
         let mut sender = Sender {
             inflight: Inflight::new(window),
-            cursor: None,
+            drain: Drain::new(&self.queue, window),
             keepalive: Keepalive::new(keepalive, Instant::now()),
             max_qos: props
                 .maximum_qos
@@ -399,7 +400,7 @@ impl UpstreamLink {
         }
         // The identifier of the sequence number just before the oldest queued message:
         // not in use by any message that this session may resend.
-        let oldest = self.queue.next_after(None).map_or(0, |e| e.message.seq);
+        let oldest = self.queue.peek_after(None).map_or(0, |e| e.message.seq);
         link.send(Packet::Subscribe(Subscribe {
             pkid: pkid_for(oldest.wrapping_sub(1)),
             filters,
@@ -411,17 +412,13 @@ impl UpstreamLink {
     /// Sends queued messages while the window has room.
     fn fill(&self, link: &Link, s: &mut Sender) -> Result<(), BridgeError> {
         while s.inflight.has_room() {
-            let Some(entry) = self.queue.next_after(s.cursor) else {
+            let inflight = &s.inflight;
+            let Some(entry) = s.drain.next(&self.queue, |pkid| inflight.contains(pkid)) else {
                 return Ok(());
             };
             let message = entry.message;
             let seq = message.seq;
             let pkid = pkid_for(seq);
-            if s.inflight.contains(pkid) {
-                // A message 65535 places older still waits for its ack.
-                return Ok(());
-            }
-            s.cursor = Some(seq);
             if entry.maybe_sent {
                 BridgeStats::bump(&self.stats.retransmitted);
             }
@@ -450,7 +447,10 @@ impl UpstreamLink {
             }))?;
             s.keepalive.sent(now);
             match qos {
-                QoS::AtMostOnce => self.queue.remove(seq),
+                QoS::AtMostOnce => {
+                    self.queue.remove(seq);
+                    s.drain.settled(seq);
+                }
                 QoS::AtLeastOnce => s.inflight.insert(
                     pkid,
                     InflightEntry {
@@ -494,12 +494,14 @@ impl UpstreamLink {
                     }
                 }
                 if let Some(entry) = entry {
+                    s.drain.settled(entry.seq);
                     self.settle(entry.seq, ack.reason);
                 }
             }
             Packet::PubRec(ack) => {
                 if let Some(entry) = s.inflight.take(ack.pkid, Stage::PubRec) {
                     if ack.reason.is_failure() {
+                        s.drain.settled(entry.seq);
                         self.settle(entry.seq, ack.reason);
                     } else {
                         self.queue.release(entry.seq);
@@ -518,6 +520,7 @@ impl UpstreamLink {
             Packet::PubComp(ack) => {
                 if let Some(entry) = s.inflight.take(ack.pkid, Stage::PubComp) {
                     // PacketIdentifierNotFound after a lost session still means done.
+                    s.drain.settled(entry.seq);
                     self.queue.remove(entry.seq);
                 }
             }
@@ -621,6 +624,145 @@ fn jitter(delay: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connector::{BoxFuture, Connected};
+    use crate::queue::{NewMessage, Pushed};
+    use futures_util::{SinkExt, StreamExt};
+    use mqgate_protocol::{ConnAck, MqttCodec, ProtocolVersion};
+    use tokio::io::DuplexStream;
+    use tokio_util::codec::{FramedRead, FramedWrite};
+
+    /// An upstream played by the test: each connect hands the server end to the test.
+    struct Fake(mpsc::UnboundedSender<DuplexStream>);
+
+    impl UpstreamConnector for Fake {
+        fn connect(&self) -> BoxFuture<'_, std::io::Result<Connected>> {
+            Box::pin(async move {
+                let (client, server) = tokio::io::duplex(1 << 20);
+                self.0
+                    .send(server)
+                    .map_err(|_| std::io::Error::other("test over"))?;
+                Ok(Connected {
+                    stream: Box::new(client),
+                    peer: "fake".into(),
+                })
+            })
+        }
+    }
+
+    async fn push(queue: &DurableQueue, topic: &str, payload: String) {
+        let message = NewMessage {
+            topic: topic.into(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            payload: payload.into(),
+        };
+        match queue.push(message).await.unwrap() {
+            Pushed::Stored(commit) => commit.await.unwrap(),
+            Pushed::Dropped => panic!("dropped"),
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_reconnect_live_messages_on_other_topics_pass_the_backlog() {
+        const BACKLOG: usize = 100;
+        let dir = tempfile::tempdir().unwrap();
+        let config = mqgate_config::Config::from_toml_str(
+            "[[bridge]]\nname = \"t\"\naddresses = [\"127.0.0.1:1\"]\nmax_inflight = 8\n\
+             [[bridge.topic]]\ntopic = \"#\"\nqos = 1\n",
+            "test",
+        )
+        .unwrap()
+        .bridges
+        .remove(0);
+        let stats = Arc::new(BridgeStats::default());
+        let queue = Arc::new(
+            DurableQueue::open(
+                "t",
+                dir.path(),
+                mqgate_wal::WalOptions::default(),
+                config.queue.clone(),
+                stats.clone(),
+            )
+            .await
+            .unwrap(),
+        );
+        for i in 0..BACKLOG {
+            push(&queue, "old", format!("o{i}")).await;
+        }
+        let map = Arc::new(TopicMap::new(&config.topics).unwrap());
+        let (local, _local_rx) = mpsc::unbounded_channel();
+        let link = UpstreamLink::new(config, map, queue.clone(), stats, local);
+        let (servers, mut accepted) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(link.run(Arc::new(Fake(servers)), shutdown.clone()));
+
+        let (read, write) = tokio::io::split(accepted.recv().await.unwrap());
+        let mut codec = MqttCodec::new(1 << 20);
+        codec.set_version(ProtocolVersion::V3_1_1);
+        let mut reader = FramedRead::new(read, codec.clone());
+        let mut writer = FramedWrite::new(write, codec);
+        macro_rules! next {
+            () => {
+                reader.next().await.unwrap().unwrap()
+            };
+        }
+        assert!(matches!(next!(), Packet::Connect(_)));
+        let connack = ConnAck {
+            session_present: false,
+            reason: ReasonCode::Success,
+            properties: Properties::default(),
+        };
+        writer.send(&Packet::ConnAck(connack)).await.unwrap();
+        let publish = |p: Packet| match p {
+            Packet::Publish(p) => (p.pkid, String::from_utf8_lossy(&p.payload).into_owned()),
+            other => panic!("{other:?}"),
+        };
+        // The backlog fills the whole window (no live traffic yet); none acknowledged.
+        let mut got = Vec::new();
+        let mut pkids = Vec::new();
+        for _ in 0..8 {
+            let (pkid, payload) = publish(next!());
+            pkids.push(pkid);
+            got.push(payload);
+        }
+        assert_eq!(got[7], "o7");
+        // Live traffic: one more on the backlog's topic (must wait for it), one on another.
+        push(&queue, "old", "o-live".into()).await;
+        push(&queue, "new", "n-live".into()).await;
+        // The first slot that frees goes to the live lane, to the message that may pass.
+        writer
+            .send(&Packet::PubAck(PubAck::new(pkids[0])))
+            .await
+            .unwrap();
+        let (pkid, payload) = publish(next!());
+        assert_eq!(
+            payload, "n-live",
+            "the live message waited behind the backlog"
+        );
+        pkids.push(pkid);
+        got.push(payload);
+        for pkid in pkids.drain(1..) {
+            writer
+                .send(&Packet::PubAck(PubAck::new(pkid)))
+                .await
+                .unwrap();
+        }
+        while got.len() < BACKLOG + 2 {
+            let (pkid, payload) = publish(next!());
+            writer
+                .send(&Packet::PubAck(PubAck::new(pkid)))
+                .await
+                .unwrap();
+            got.push(payload);
+        }
+        let mut expected: Vec<String> = (0..8).map(|i| format!("o{i}")).collect();
+        expected.push("n-live".into());
+        expected.extend((8..BACKLOG).map(|i| format!("o{i}")));
+        expected.push("o-live".into());
+        assert_eq!(got, expected, "per-topic order, nothing twice");
+        shutdown.cancel();
+        running.await.unwrap();
+    }
 
     #[test]
     fn jitter_stays_within_half_and_full_delay() {
