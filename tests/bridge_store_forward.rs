@@ -197,12 +197,13 @@ async fn a_full_queue_drops_the_oldest_counts_and_logs_it() {
     );
 }
 
-// Ignored in CI: in one run of ~10 on a loaded 2-core machine, 1 of 2,000 QoS 2 messages
-// did not reach the cloud subscriber after the uplink cut (bridge stats: forwarded=2000,
-// retransmitted=99). Whether the loss is in mqgate's QoS 2 resend path or in mosquitto
-// 2.0.11's persistence of in-flight QoS 2 state is not yet known; it is an open bug, not
-// an accepted behaviour. Run it with `cargo test --test bridge_store_forward -- --ignored`.
-#[ignore = "intermittent loss of 1 of 2,000 under load: open bug, see comment"]
+// Formerly ignored for one loss of 1 of 2,000 under load (not reproduced since; see the
+// bridge report). The gateway helper now waits for the bridge's local subscription
+// before anything is published: messages published before it have no subscriber on the
+// local broker and never reach the bridge (that race lost a whole first window in the
+// ssh test). If a message goes missing, the panic names it and prints the gateway's
+// counters, which tell whether it reached the bridge queue (`queued`) and was
+// acknowledged by the cloud (`forwarded`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn qos2_is_delivered_exactly_once_across_reconnects() {
     const N: usize = 2_000;
@@ -244,12 +245,20 @@ async fn qos2_is_delivered_exactly_once_across_reconnects() {
             .filter_map(|l| l.rsplit('-').next()?.parse().ok())
             .collect();
         got.sort_unstable();
+        got.dedup();
+        let missing: Vec<usize> = (0..N).filter(|i| got.binary_search(i).is_err()).collect();
+        let stats: Vec<String> = gw
+            .logs()
+            .lines()
+            .filter(|l| l.contains("bridge stats") || l.contains("upstream"))
+            .map(str::to_owned)
+            .collect();
         panic!(
-            "{} of {N} arrived; first {:?} last {:?}; head {:?}",
+            "{} of {N} arrived; missing {:?}; head {:?}\n{}",
             received.distinct(),
-            &got[..got.len().min(5)],
-            &got[got.len().saturating_sub(5)..],
-            &log[..log.len().min(3)]
+            &missing[..missing.len().min(20)],
+            &log[..log.len().min(3)],
+            stats.join("\n")
         );
     }
     // Let any duplicate that would follow arrive before counting.

@@ -56,9 +56,9 @@ impl Link {
         let connack = match first {
             Some(Ok(Packet::ConnAck(connack))) => connack,
             Some(Ok(other)) => return Err(BridgeError::Unexpected(other.packet_type())),
-            // A reset counts as a close: brokers refuse a protocol level either way.
-            Some(Err(mqgate_protocol::Error::Io(_))) | None => return Err(BridgeError::NoConnAck),
             Some(Err(error)) => return Err(error.into()),
+            // A clean close (a reset or a TLS alert stays an I/O error, with its reason).
+            None => return Err(BridgeError::NoConnAck),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_loop(FramedWrite::new(write, codec), rx));

@@ -107,6 +107,8 @@ impl UpstreamLink {
     pub async fn run(self, connector: Arc<dyn UpstreamConnector>, shutdown: CancellationToken) {
         let backoff = self.config.reconnect.clone();
         let mut delay = backoff.initial;
+        // The previous session ended without CONNACK or without SUBACK.
+        let mut unanswered = false;
         loop {
             let started = Instant::now();
             let mut connected = false;
@@ -115,6 +117,8 @@ impl UpstreamLink {
                 self.state(false);
                 self.queue.mark_all_maybe_sent();
             }
+            let was_unanswered = unanswered;
+            unanswered = matches!(outcome, Err(BridgeError::NoConnAck | BridgeError::NoSubAck));
             match outcome {
                 Ok(Ended::Shutdown) => return,
                 Err(BridgeError::Refused { reason }) => {
@@ -122,12 +126,18 @@ impl UpstreamLink {
                         "bridge: the upstream refused the connection; retrying at the slowest pace");
                     delay = backoff.max;
                 }
-                // Logged with their likely cause where they happened; retrying soon would
-                // only repeat them.
+                // Logged with their likely cause where they happened. Once can be a
+                // cluster node in transition (RabbitMQ right after another node stopped);
+                // twice in a row, retrying soon would only repeat it.
                 Err(error @ (BridgeError::NoConnAck | BridgeError::NoSubAck)) => {
-                    tracing::warn!(bridge = %self.name(), %error,
-                        "bridge: retrying at the slowest pace");
-                    delay = backoff.max;
+                    if was_unanswered {
+                        tracing::warn!(bridge = %self.name(), %error,
+                            "bridge: retrying at the slowest pace");
+                        delay = backoff.max;
+                    } else {
+                        tracing::warn!(bridge = %self.name(), %error,
+                            "bridge: retrying (at the slowest pace if it happens again)");
+                    }
                 }
                 Err(error) => {
                     let s = self.queue.snapshot();
