@@ -3,6 +3,7 @@
 //! rumqttc publishers and counting subscribers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod qos2_sub;
 pub mod rabbitmq;
 
 use std::collections::HashSet;
@@ -260,10 +261,9 @@ pub fn payloads(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}-{i}")).collect()
 }
 
-/// A `mosquitto_sub` process with a persistent session (`-c`): libmosquitto hands a QoS 2
-/// message over only on PUBREL and keeps its inflight state across its reconnects, so it
-/// is an exactly-once receiver (rumqttc delivers QoS 2 on PUBLISH and so can duplicate
-/// after a reconnect).
+/// A `mosquitto_sub` process with a persistent session (`-c`). Not an exactly-once QoS 2
+/// receiver across a broker restart (libmosquitto 2.0.11 drops a message whose PUBCOMP
+/// cannot be sent): use [`qos2_sub::subscribe_exactly_once`] for that.
 pub struct MosquittoSub {
     child: Child,
     /// What it received.
