@@ -8,6 +8,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use mqgate_bridge::{
@@ -21,6 +22,10 @@ use tokio_util::task::TaskTracker;
 
 /// Bytes buffered in each direction of the in-process pipe.
 const PIPE_BYTES: usize = 64 * 1024;
+
+/// How long start-up waits for the bridges' local subscriptions before opening the
+/// listeners anyway (they are in-process, so this is normally a few milliseconds).
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 
 /// Connects a bridge to broker-lite through an in-process duplex pipe.
 struct BrokerLocal {
@@ -91,7 +96,9 @@ fn upstream_of(
 /// `tracker`; `ssh` bridges dial through `tunnels` (the connectors of the running
 /// `[[tunnel]]`s, by name). Each bridge runs until `shutdown`, then disconnects and
 /// flushes its queue (the tracker's `wait` covers that), so broker-lite must be shut down
-/// after it.
+/// after it. Returns once every bridge has subscribed its `out` rules on the local broker
+/// (or after [`SUBSCRIBE_WAIT`], with a warning), so that listeners opened afterwards
+/// never accept a message no bridge is subscribed to yet.
 pub async fn start_bridges_with_tunnels(
     config: &Config,
     broker: BrokerHandle,
@@ -111,6 +118,7 @@ pub async fn start_bridges_with_tunnels(
         ..WalOptions::default()
     };
     let local: Arc<dyn LocalConnector> = Arc::new(BrokerLocal { handle: broker });
+    let mut subscribed = Vec::new();
     for bridge in &config.bridges {
         let upstream = upstream_of(bridge, tunnels)?;
         let dir = data_dir.join("bridges").join(&bridge.name);
@@ -125,6 +133,7 @@ pub async fn start_bridges_with_tunnels(
             })?;
         tracing::info!(bridge = %bridge.name, transport = ?bridge.transport,
             addresses = ?bridge.addresses, "bridge starting");
+        subscribed.push((bridge.name.clone(), opened.local_subscribed()));
         let name = bridge.name.clone();
         let local = local.clone();
         let token = shutdown.clone();
@@ -133,6 +142,12 @@ pub async fn start_bridges_with_tunnels(
                 tracing::error!(bridge = %name, %error, "bridge stopped with an error");
             }
         });
+    }
+    for (name, ready) in subscribed {
+        if tokio::time::timeout(SUBSCRIBE_WAIT, ready).await.is_err() {
+            tracing::warn!(bridge = %name, waited = ?SUBSCRIBE_WAIT,
+                "bridge is not subscribed on the local broker yet; opening the listeners anyway");
+        }
     }
     Ok(())
 }

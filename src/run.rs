@@ -135,11 +135,39 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("starting broker-lite")?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let mut tls_sources = Vec::new();
+    // Bind every listener first, so a taken port fails start-up before anything runs.
+    let mut sockets = Vec::new();
     for listener in &config.listeners {
         let socket = TcpListener::bind(listener.bind)
             .await
             .with_context(|| format!("binding {}", listener.bind))?;
+        sockets.push((listener, socket));
+    }
+    // Tunnels and bridges before the listeners accept anyone: a device's first message
+    // must find the bridges' local subscriptions in place, or nobody would forward it.
+    let mut tunnels = std::collections::HashMap::new();
+    for tunnel in &config.tunnels {
+        let name = tunnel.name.clone();
+        let client = SshTunnel::new(tunnel.clone()).with_context(|| format!("tunnel {name}"))?;
+        tunnels.insert(name.clone(), client.connector());
+        let token = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(err) = client.run(token).await {
+                tracing::error!(tunnel = %name, %err, "SSH tunnel stopped");
+            }
+        });
+    }
+    crate::bridges::start_bridges_with_tunnels(
+        &config,
+        broker.handle(),
+        &config.persistence.data_dir,
+        &tunnels,
+        &tracker,
+        shutdown.clone(),
+    )
+    .await?;
+    let mut tls_sources = Vec::new();
+    for (listener, socket) in sockets {
         let addr = socket.local_addr()?;
         let handle = broker.handle();
         let token = shutdown.clone();
@@ -180,27 +208,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     }
-    let mut tunnels = std::collections::HashMap::new();
-    for tunnel in &config.tunnels {
-        let name = tunnel.name.clone();
-        let client = SshTunnel::new(tunnel.clone()).with_context(|| format!("tunnel {name}"))?;
-        tunnels.insert(name.clone(), client.connector());
-        let token = shutdown.clone();
-        tracker.spawn(async move {
-            if let Err(err) = client.run(token).await {
-                tracing::error!(tunnel = %name, %err, "SSH tunnel stopped");
-            }
-        });
-    }
-    crate::bridges::start_bridges_with_tunnels(
-        &config,
-        broker.handle(),
-        &config.persistence.data_dir,
-        &tunnels,
-        &tracker,
-        shutdown.clone(),
-    )
-    .await?;
     tracker.close();
     wait_for_shutdown(|| reload(&security, &tls_sources)).await;
     tracing::info!("shutting down: closing listeners, disconnecting clients, flushing state");

@@ -110,6 +110,45 @@ async fn twenty_thousand_qos1_messages_survive_an_uplink_outage() {
     );
 }
 
+/// `mqgate run` opens its listeners only once the bridge is subscribed on the local
+/// broker: a device publishing the moment the port answers loses nothing to the bridge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_published_as_soon_as_the_gateway_listens_are_forwarded() {
+    const N: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(&dir.path().join("cloud"), "");
+    let received = subscribe(sock(cloud.port), "cloud-sub", "cloud/#", QoS::AtLeastOnce).await;
+    let config = gateway_config(dir.path(), &bridge_toml("early", &cloud, ""));
+    // Only the listener's log line is awaited, not the bridge's subscription.
+    let gw = Mqgate::start(
+        &dir.path().join("gw"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let acked = publish_all(
+        gw.addr,
+        "early-publisher",
+        "sensors/early",
+        QoS::AtLeastOnce,
+        payloads("e", 0..N),
+        |_| {},
+    )
+    .await;
+    assert_eq!(acked, N);
+    assert!(
+        received.wait_distinct(N, DEADLINE),
+        "{} of {N} early messages reached the cloud:\n{}",
+        received.distinct(),
+        gw.logs()
+    );
+    let log = gw.logs();
+    let subscribed = log.find("bridge: subscribed to the local broker");
+    let listening = log.find("listening");
+    assert!(
+        subscribed.is_some() && subscribed < listening,
+        "the listener opened before the bridge subscribed:\n{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_gateway_during_an_outage_loses_nothing() {
     const N: usize = 20_000;

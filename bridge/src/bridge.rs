@@ -8,7 +8,7 @@ use std::time::Duration;
 use mqgate_config::{BridgeConfig, BridgeTransport};
 use mqgate_protocol::QoS;
 use mqgate_wal::WalOptions;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::connector::{LocalConnector, TcpConnector, TlsConnector, UpstreamConnector};
@@ -28,6 +28,7 @@ pub struct Bridge {
     map: Arc<TopicMap>,
     queue: Arc<DurableQueue>,
     stats: Arc<BridgeStats>,
+    subscribed: watch::Sender<bool>,
 }
 
 impl Bridge {
@@ -52,6 +53,7 @@ impl Bridge {
             map,
             queue: Arc::new(queue),
             stats,
+            subscribed: watch::Sender::new(false),
         })
     }
 
@@ -64,6 +66,17 @@ impl Bridge {
     pub fn stats_handle(&self) -> StatsHandle {
         StatsHandle {
             queue: self.queue.clone(),
+        }
+    }
+
+    /// Resolves once the bridge's `out` rules are subscribed on the local broker, after
+    /// [`Bridge::run`] started. Until then the local broker has no subscriber for them and
+    /// drops what devices publish there, so the binary opens its listeners only after this.
+    pub fn local_subscribed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut subscribed = self.subscribed.subscribe();
+        async move {
+            // An error means the bridge stopped before subscribing: nothing left to wait for.
+            let _ = subscribed.wait_for(|done| *done).await;
         }
     }
 
@@ -81,6 +94,7 @@ impl Bridge {
             self.map.clone(),
             self.queue.clone(),
             self.config.outgoing_retain,
+            self.subscribed.clone(),
         );
         let upstream_link = UpstreamLink::new(
             self.config.clone(),

@@ -25,7 +25,7 @@ use mqgate_protocol::{
     Subscribe, SubscribeFilter, SubscriptionOptions,
 };
 use mqgate_wal::Commit;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::Link;
@@ -73,6 +73,9 @@ pub struct LocalLink {
     pkids: PkidAllocator,
     /// Settled by the first successful CONNECT: MQTT 5 unless the broker refused it.
     version: Option<ProtocolVersion>,
+    /// Set to `true` once the out rules are subscribed on the local broker (at once when
+    /// there are none): from then on, local messages for them reach the queue.
+    subscribed: watch::Sender<bool>,
 }
 
 impl LocalLink {
@@ -82,6 +85,7 @@ impl LocalLink {
         map: Arc<TopicMap>,
         queue: Arc<DurableQueue>,
         outgoing_retain: bool,
+        subscribed: watch::Sender<bool>,
     ) -> LocalLink {
         LocalLink {
             name: name.to_owned(),
@@ -92,6 +96,7 @@ impl LocalLink {
             pending: HashMap::new(),
             pkids: PkidAllocator::default(),
             version: None,
+            subscribed,
         }
     }
 
@@ -198,6 +203,8 @@ impl LocalLink {
                 filters,
                 properties: Properties::default(),
             }))?;
+        } else {
+            self.subscribed.send_replace(true);
         }
         // Our own publishes the broker has not acknowledged yet: send them again.
         for pending in self.pending.values() {
@@ -290,6 +297,7 @@ impl LocalLink {
                 // the local broker had no subscriber for them).
                 tracing::info!(bridge = %self.name, filters = suback.reasons.len(),
                     "bridge: subscribed to the local broker");
+                self.subscribed.send_replace(true);
                 Ok(None)
             }
             Packet::PingResp => Ok(None),
