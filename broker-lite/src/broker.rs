@@ -16,10 +16,12 @@ use crate::auth::{Authorizer, Identity};
 use crate::connection;
 use crate::core::Core;
 use crate::error::Error;
+use crate::park::Parker;
 use crate::settings::BrokerSettings;
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::sys;
+use crate::transport::{Transport, Unparkable};
 use crate::ws;
 
 struct Inner {
@@ -77,6 +79,9 @@ impl Broker {
             tracker: TaskTracker::new(),
             connections,
         });
+        if let Err(e) = Parker::start(&inner.core, inner.shutdown.clone(), &inner.tracker) {
+            warn!(error = %e, "cannot park idle connections; each keeps its task");
+        }
         if !sys_interval.is_zero() {
             inner
                 .tracker
@@ -121,7 +126,7 @@ impl BrokerHandle {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         if let Some(permit) = self.admit(identity.peer) {
-            let conn = self.connection(stream, identity, permit);
+            let conn = self.connection(Unparkable(stream), identity, permit);
             self.inner.tracker.track_future(conn).await;
         }
     }
@@ -146,15 +151,12 @@ impl BrokerHandle {
     }
 
     /// The future of one admitted connection.
-    fn connection<S>(
+    fn connection<S: Transport>(
         &self,
         stream: S,
         identity: Identity,
         permit: OwnedSemaphorePermit,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let core = self.inner.core.clone();
         let shutdown = self.inner.shutdown.clone();
         connection::serve(core, shutdown, stream, identity, permit)
@@ -200,7 +202,11 @@ pub async fn serve_tcp(listener: TcpListener, handle: BrokerHandle, shutdown: Ca
                 // Spawned directly (not through `serve_connection`): the task holds only
                 // the connection's own future.
                 if let Some(permit) = handle.admit(peer) {
-                    handle.spawn(handle.connection(stream, Identity::new(peer), permit));
+                    // Boxed: the task cell (allocated 128-byte aligned, which glibc cannot
+                    // reuse for the next one once freed) stays small; the future itself is a
+                    // plain allocation that the next connection reuses (see `park.rs`).
+                    let conn = handle.connection(stream, Identity::new(peer), permit);
+                    handle.spawn(Box::pin(conn));
                 }
             }
             Err(e) => backoff(e, &mut delay).await,

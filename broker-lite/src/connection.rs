@@ -1,7 +1,8 @@
 //! One MQTT connection from CONNECT to its end: a single task that reads many packets per
 //! read, writes many packets per write, and waits (`select!`) on the socket, its session's
-//! wake-ups, pending durability commits, the keepalive timer, blocked subscribers, takeover
-//! and shutdown.
+//! wake-ups (deliveries, takeover, kicks), pending durability commits, the keepalive and
+//! parking timer, blocked subscribers and shutdown. An idle TCP connection parks
+//! (`park.rs`): its task ends and [`resume`] starts it again.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -20,19 +21,21 @@ use mqgate_protocol::{
     PubAck, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{sleep, Instant};
+use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
 use crate::alias::{AliasError, InboundAliases, OutAlias, OutboundAliases};
 use crate::auth::{AuthExchange, AuthStep, ClientInfo, ConnectRequest, Identity, WillRequest};
-use crate::core::{Core, PendingWill, RouteOutcome, Session};
+use crate::core::{Core, OwnerGuard, PendingWill, RouteOutcome, Session};
 use crate::message::{now_ms, Message};
 use crate::router::SubOpts;
 use crate::session::{Limits, Transmit};
 use crate::stats::Stats;
 use crate::store::Ack;
+use crate::transport::Transport;
 
 /// Stop encoding more deliveries once this much is waiting to be written.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -47,6 +50,10 @@ const READ_CHUNK: usize = 16 * 1024;
 const WRITE_CHUNK: usize = 8 * 1024;
 /// How long the final DISCONNECT (and what is buffered before it) may take to write.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// An idle TCP connection parks after this long without reading or being woken, so a
+/// client that talks or receives more often than this keeps its task (no parking cost
+/// on its latency).
+const PARK_AFTER: Duration = Duration::from_millis(10);
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -126,18 +133,15 @@ struct PendingAck {
 /// Not an `async fn`: its arguments would be stored in the future next to the `Conn` built
 /// from them. Here the future holds the `Conn` once and borrows it (every idle connection
 /// pays for its task's future size).
-pub(crate) fn serve<S>(
+pub(crate) fn serve<S: Transport>(
     core: Arc<Core>,
     shutdown: CancellationToken,
     stream: S,
     identity: Identity,
     permit: OwnedSemaphorePermit,
-) -> impl Future<Output = ()> + Send + 'static
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) -> impl Future<Output = ()> + Send + 'static {
     let span = info_span!("mqtt", peer = %identity.peer, client_id = field::Empty);
-    let mut conn = Conn {
+    let conn = Conn {
         core,
         shutdown,
         stream,
@@ -149,7 +153,117 @@ where
         v5: V5State::default(),
         _permit: permit,
     };
-    async move { conn.run().await }.instrument(span)
+    conn.run(None).instrument(span)
+}
+
+/// The future that resumes a parked connection (see `park.rs`).
+pub(crate) fn resume(
+    core: Arc<Core>,
+    shutdown: CancellationToken,
+    parked: Box<Parked>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let span = info_span!("mqtt", peer = %parked.att.client.peer,
+        client_id = %parked.att.session.client_id);
+    async move {
+        let Parked {
+            socket,
+            identity,
+            version,
+            v5,
+            expiry,
+            inflight_in,
+            permit,
+            att,
+            will,
+            last_read,
+        } = *parked;
+        let identity = match identity {
+            Some(identity) => *identity,
+            None => Identity::new(att.client.peer),
+        };
+        let v5 = match v5 {
+            Some(v5) => *v5,
+            None => V5State {
+                expiry,
+                inflight_in: inflight_in as usize,
+                ..V5State::default()
+            },
+        };
+        let stream = match TcpStream::from_std(socket) {
+            Ok(s) => s,
+            Err(e) => {
+                core.stats.sub_connected();
+                let end = End::Io(e);
+                log_end(&end);
+                release(&core, v5.expiry, &end, att, will);
+                return;
+            }
+        };
+        let conn = Conn {
+            core,
+            shutdown,
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            version,
+            identity,
+            need_flush: false,
+            v5,
+            _permit: permit,
+        };
+        conn.run(Some(Box::new((att, will, last_read)))).await;
+    }
+    .instrument(span)
+}
+
+/// What an idle connection keeps while parked: enough to build its `Conn` again.
+pub(crate) struct Parked {
+    socket: std::net::TcpStream,
+    /// The transport's identity, unless it is just the peer address (`client.peer`).
+    identity: Option<Box<Identity>>,
+    version: ProtocolVersion,
+    /// An MQTT 5 connection's negotiated state (3.x: `None`, the defaults and the next
+    /// two fields).
+    v5: Option<Box<V5State>>,
+    expiry: u32,
+    inflight_in: u32,
+    permit: OwnedSemaphorePermit,
+    att: Attached,
+    will: Option<Box<LastWill>>,
+    last_read: Instant,
+}
+
+impl Parked {
+    /// The parked socket.
+    pub fn socket(&self) -> &std::net::TcpStream {
+        &self.socket
+    }
+
+    /// The session the connection is attached to.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.att.session
+    }
+
+    /// When the keep-alive runs out (1.5 × keep alive after the last read), if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        (self.att.keep_alive > 0).then(|| self.last_read + keep_alive_timeout(self.att.keep_alive))
+    }
+}
+
+/// 1.5 × keep alive.
+fn keep_alive_timeout(keep_alive: u16) -> Duration {
+    Duration::from_millis(u64::from(keep_alive) * 1500)
+}
+
+/// A parked connection's session, will and last read, to resume with.
+type Resumed = (Attached, Option<Box<LastWill>>, Instant);
+
+/// Where `serve_session` returned.
+enum Step {
+    /// The connection ends.
+    End(End),
+    /// The connection is idle and may park (last read at).
+    Park(Instant),
 }
 
 struct Conn<S> {
@@ -202,10 +316,9 @@ enum IoEvent {
 
 /// The session a connection is attached to, and how.
 struct Attached {
-    session: Arc<Session>,
+    /// The session, and the connection's hold on it.
+    session: OwnerGuard,
     client: Arc<ClientInfo>,
-    owner: tokio::sync::OwnedMutexGuard<()>,
-    kick: CancellationToken,
     /// This connection's number in `session.attach_seq`.
     seq: u64,
     /// Keep alive in force (the client's, or the Server Keep Alive).
@@ -230,31 +343,170 @@ fn is_v5_connect(buf: &[u8]) -> bool {
     buf.get(1 + n..1 + n + 7) == Some(&[0, 4, b'M', b'Q', b'T', b'T', 5][..])
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
-    async fn run(&mut self) {
-        // Boxed: CONNECT handling (its locals, the CONNECT itself) stays out of the
-        // connection's future, which every idle connection holds. Of the CONNECT only the
-        // will is kept (boxed, and only if there is one).
-        let Some((att, last_will)) = Box::pin(self.connect()).await else {
-            return;
+/// Logs why a connection ended.
+fn log_end(end: &End) {
+    match end {
+        End::Disconnect { will: false } => info!("client disconnected"),
+        End::Disconnect { will: true } => info!("client disconnected with its will"),
+        End::Eof => info!("connection closed by peer"),
+        End::Io(e) => info!(error = %e, "connection lost"),
+        End::Protocol(mqgate_protocol::Error::PacketTooLarge { size, max }) => warn!(
+            limit = "max_packet_size",
+            size, max, "disconnecting client: packet exceeds the maximum packet size"
+        ),
+        End::Protocol(e) => warn!(rule = %e, "disconnecting client: malformed packet"),
+        End::Violation(code, rule) => {
+            warn!(rule, reason = ?code, "disconnecting client: protocol violation")
+        }
+        End::KeepAlive => warn!(
+            rule = "keepalive: nothing received within 1.5 x keep alive",
+            "disconnecting client"
+        ),
+        End::Kicked(ReasonCode::SessionTakenOver) => {
+            info!("disconnected: session taken over")
+        }
+        End::Kicked(code) => info!(reason = ?code, "disconnected by a limit"),
+        End::Shutdown => info!("disconnected: broker shutting down"),
+        End::Persistence(e) => warn!(error = %e, "disconnecting client: persistence failed"),
+    }
+}
+
+/// Lets go of the session at the end of a connection: publishes (or schedules) the will
+/// if `end` calls for it, closes the session, releases the owner hold.
+fn release(
+    core: &Arc<Core>,
+    expiry: u32,
+    end: &End,
+    att: Attached,
+    last_will: Option<Box<LastWill>>,
+) {
+    let will = match &last_will {
+        Some(w) if end.publishes_will() => will(core, w, &att.client, att.session.uid),
+        _ => None,
+    };
+    core.close_session(&att.session, att.seq, expiry, will);
+    drop(att);
+}
+
+/// The will to publish, if it may be published.
+fn will(core: &Core, will: &LastWill, client: &ClientInfo, origin: u64) -> Option<PendingWill> {
+    if !core
+        .authorizer
+        .authorize_publish(client, &will.topic, will.qos, will.retain)
+    {
+        warn!(topic = %will.topic, "will not published: not authorized");
+        return None;
+    }
+    let mut properties = will.properties.clone();
+    let delay = properties.will_delay_interval.take().unwrap_or(0);
+    let expiry = properties.message_expiry_interval.take();
+    let msg = Arc::new(Message {
+        id: core.message_id(),
+        topic: will.topic.clone(),
+        payload: will.payload.clone(),
+        qos: will.qos,
+        retain: will.retain,
+        properties,
+        origin,
+        expires_at: expiry.map(|s| now_ms() + u64::from(delay) * 1000 + u64::from(s) * 1000),
+    });
+    Some(PendingWill { msg, delay })
+}
+
+impl<S: Transport> Conn<S> {
+    /// Runs the connection from CONNECT, or from where it parked (`resumed`: the
+    /// attached session, the will, the last read), until it ends or parks again.
+    /// One function, so that the future holds the `Conn` once.
+    async fn run(mut self, resumed: Option<Box<Resumed>>) {
+        let (att, last_will, mut last_read) = match resumed {
+            Some(resumed) => *resumed,
+            None => {
+                // Boxed: CONNECT handling (its locals, the CONNECT itself) stays out of
+                // the connection's future. Of the CONNECT only the will is kept (boxed,
+                // and only if there is one).
+                let Some((att, last_will)) = Box::pin(self.connect()).await else {
+                    return;
+                };
+                Stats::add(&self.core.stats.clients_connected, 1);
+                (att, last_will, Instant::now())
+            }
         };
-        Stats::add(&self.core.stats.clients_connected, 1);
-        let end = self.serve_session(&att).await;
+        let end = loop {
+            match self.serve_session(&att, last_read).await {
+                Step::End(end) => break end,
+                Step::Park(at) => {
+                    last_read = at;
+                    let Some(parker) = self.core.parker.get().cloned() else {
+                        continue;
+                    };
+                    let Ok(reservation) = parker.reserve(&att.session) else {
+                        continue;
+                    };
+                    let core = self.core.clone();
+                    let seq = att.seq;
+                    let session = Arc::clone(&att.session);
+                    let expiry = self.v5.expiry;
+                    match self.stream.into_socket() {
+                        Ok(socket) => {
+                            let inflight_in =
+                                u32::try_from(self.v5.inflight_in).unwrap_or(u32::MAX);
+                            let v5 = self.version.is_v5().then(|| Box::new(self.v5));
+                            let identity = (self.identity != Identity::new(att.client.peer))
+                                .then(|| Box::new(self.identity));
+                            reservation.commit(Box::new(Parked {
+                                socket,
+                                identity,
+                                version: self.version,
+                                v5,
+                                expiry,
+                                inflight_in,
+                                permit: self._permit,
+                                att,
+                                will: last_will,
+                                last_read,
+                            }));
+                            parker.check_kicked(&core, &session, seq);
+                        }
+                        Err(e) => {
+                            reservation.cancel(&session);
+                            core.stats.sub_connected();
+                            let end = End::Io(e);
+                            log_end(&end);
+                            release(&core, expiry, &end, att, last_will);
+                        }
+                    }
+                    return;
+                }
+            }
+        };
         self.core.stats.sub_connected();
-        self.log_end(&end);
+        log_end(&end);
         if self.send_disconnect(&end) {
             let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.flush_all()).await;
         }
-        let will = match &last_will {
-            Some(w) if end.publishes_will() => self.will(w, &att.client, att.session.uid),
-            _ => None,
-        };
-        self.core
-            .close_session(&att.session, att.seq, self.v5.expiry, will);
-        drop(att.owner);
+        release(&self.core, self.v5.expiry, &end, att, last_will);
         if matches!(end, End::Disconnect { .. } | End::Shutdown | End::Kicked(_)) {
             let _ = self.stream.shutdown().await;
         }
+    }
+
+    /// Whether this connection was taken over or kicked (by a limit, or at shutdown).
+    fn kicked(&self, att: &Attached) -> Option<End> {
+        let session = &att.session;
+        if session.attach_seq.load(Ordering::SeqCst) != att.seq {
+            return Some(End::Kicked(ReasonCode::SessionTakenOver));
+        }
+        if session.kicked.load(Ordering::SeqCst) != att.seq {
+            return None;
+        }
+        if self.shutdown.is_cancelled() {
+            return Some(End::Shutdown);
+        }
+        let code = session.kick_reason.load(Ordering::Relaxed);
+        Some(End::Kicked(
+            ReasonCode::from_byte(code, PacketType::Disconnect)
+                .unwrap_or(ReasonCode::SessionTakenOver),
+        ))
     }
 
     /// Reads and accepts CONNECT: the attached session and the will, if any.
@@ -263,7 +515,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             Ok(Some(c)) => c,
             Ok(None) => return None,
             Err(end) => {
-                self.log_end(&end);
+                log_end(&end);
                 return None;
             }
         };
@@ -287,59 +539,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         };
         self.send(&Packet::Disconnect(Disconnect { reason, properties }));
         true
-    }
-
-    /// The will to publish, if it may be published.
-    fn will(&self, will: &LastWill, client: &ClientInfo, origin: u64) -> Option<PendingWill> {
-        if !self
-            .core
-            .authorizer
-            .authorize_publish(client, &will.topic, will.qos, will.retain)
-        {
-            warn!(topic = %will.topic, "will not published: not authorized");
-            return None;
-        }
-        let mut properties = will.properties.clone();
-        let delay = properties.will_delay_interval.take().unwrap_or(0);
-        let expiry = properties.message_expiry_interval.take();
-        let msg = Arc::new(Message {
-            id: self.core.message_id(),
-            topic: will.topic.clone(),
-            payload: will.payload.clone(),
-            qos: will.qos,
-            retain: will.retain,
-            properties,
-            origin,
-            expires_at: expiry.map(|s| now_ms() + u64::from(delay) * 1000 + u64::from(s) * 1000),
-        });
-        Some(PendingWill { msg, delay })
-    }
-
-    fn log_end(&self, end: &End) {
-        match end {
-            End::Disconnect { will: false } => info!("client disconnected"),
-            End::Disconnect { will: true } => info!("client disconnected with its will"),
-            End::Eof => info!("connection closed by peer"),
-            End::Io(e) => info!(error = %e, "connection lost"),
-            End::Protocol(mqgate_protocol::Error::PacketTooLarge { size, max }) => warn!(
-                limit = "max_packet_size",
-                size, max, "disconnecting client: packet exceeds the maximum packet size"
-            ),
-            End::Protocol(e) => warn!(rule = %e, "disconnecting client: malformed packet"),
-            End::Violation(code, rule) => {
-                warn!(rule, reason = ?code, "disconnecting client: protocol violation")
-            }
-            End::KeepAlive => warn!(
-                rule = "keepalive: nothing received within 1.5 x keep alive",
-                "disconnecting client"
-            ),
-            End::Kicked(ReasonCode::SessionTakenOver) => {
-                info!("disconnected: session taken over")
-            }
-            End::Kicked(code) => info!(reason = ?code, "disconnected by a limit"),
-            End::Shutdown => info!("disconnected: broker shutting down"),
-            End::Persistence(e) => warn!(error = %e, "disconnecting client: persistence failed"),
-        }
     }
 
     /// Waits for the first packet, which must be CONNECT, within the connect timeout.
@@ -726,20 +925,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             client.clone(),
         );
         if let Some(old) = &opened.replaced {
-            old.kick_with(ReasonCode::SessionTakenOver);
+            self.core.kick(old, ReasonCode::SessionTakenOver);
         }
-        let session = opened.session;
-        // A child of the broker's shutdown token: the connection waits on one token for
-        // takeover, limits and shutdown.
-        let kick = self.shutdown.child_token();
-        session
-            .kick_reason
-            .store(ReasonCode::SessionTakenOver.value(), Ordering::Relaxed);
+        // A resumed session's previous connection sees `attach_seq` move on (and was
+        // woken by `open_session`); wait until it let go.
         let seq = opened.seq;
-        let previous = std::mem::replace(&mut *session.kick.lock(), kick.clone());
-        previous.cancel();
-        let owner = tokio::select! {
-            guard = session.owner.clone().lock_owned() => guard,
+        let session = tokio::select! {
+            guard = OwnerGuard::acquire(opened.session.clone()) => guard,
             _ = self.shutdown.cancelled() => return None,
         };
         if let Some(ack) = opened.ack {
@@ -782,8 +974,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         Some(Attached {
             session,
             client,
-            owner,
-            kick,
             seq,
             keep_alive,
         })
@@ -916,16 +1106,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         full
     }
 
-    async fn serve_session(&mut self, att: &Attached) -> End {
+    /// Whether the connection may park: a TCP socket, a parking task, and nothing
+    /// buffered or pending here (the session's own queue is checked when parking).
+    fn can_park(&self) -> bool {
+        self.stream.parkable()
+            && self.core.parker.get().is_some()
+            && self.rbuf.is_empty()
+            && self.wbuf.is_empty()
+            && !self.need_flush
+    }
+
+    /// Runs the attached session until the connection ends or may park. `last_read`:
+    /// when the client was last heard from (the keep-alive counts from it).
+    async fn serve_session(&mut self, att: &Attached, mut last_read: Instant) -> Step {
         let session = &att.session;
-        // Locals here live in every idle connection's future: the keepalive and the limits
-        // are recomputed where used, the wait for blocked subscribers is boxed while it runs.
-        let keep_alive = || Duration::from_millis(u64::from(att.keep_alive) * 1500);
-        let timer = sleep(if att.keep_alive > 0 {
-            keep_alive()
-        } else {
-            Duration::from_secs(86_400)
-        });
+        // Locals here live in every running connection's future: the limits are
+        // recomputed where used, the wait for blocked subscribers is boxed while it runs.
+        // One timer serves the keep-alive and parking; it is re-armed lazily when it
+        // fires, not on every read.
+        let mut last_active = Instant::now();
+        let next_timer = |last_read: Instant, last_active: Instant| {
+            let mut at = last_active + PARK_AFTER;
+            if att.keep_alive > 0 {
+                at = at.min(last_read + keep_alive_timeout(att.keep_alive));
+            }
+            at
+        };
+        let timer = sleep_until(next_timer(last_read, last_active));
         tokio::pin!(timer);
         let mut acks: VecDeque<PendingAck> = VecDeque::new();
         let mut blocked: Vec<Arc<Session>> = Vec::new();
@@ -933,6 +1140,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         let mut want_fill = true;
         let max = self.core.settings.max_packet_size;
         loop {
+            if let Some(end) = self.kicked(att) {
+                return Step::End(end);
+            }
             if self.rbuf.is_empty() {
                 // An idle connection holds no read buffer (see `poll_read_some`).
                 self.rbuf = BytesMut::new();
@@ -955,19 +1165,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             let need_flush = self.need_flush;
             tokio::select! {
                 biased;
-                _ = att.kick.cancelled() => {
-                    if self.shutdown.is_cancelled() {
-                        return End::Shutdown;
+                _ = self.shutdown.cancelled() => return Step::End(End::Shutdown),
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if att.keep_alive > 0 && now >= last_read + keep_alive_timeout(att.keep_alive) {
+                        return Step::End(End::KeepAlive);
                     }
-                    let code = session.kick_reason.load(Ordering::Relaxed);
-                    return End::Kicked(
-                        ReasonCode::from_byte(code, PacketType::Disconnect)
-                            .unwrap_or(ReasonCode::SessionTakenOver),
-                    );
+                    if now >= last_active + PARK_AFTER {
+                        let idle = acks.is_empty() && blocked.is_empty() && space.is_none() && !want_fill;
+                        if idle && self.can_park() {
+                            return Step::Park(last_read);
+                        }
+                        last_active = now;
+                    }
+                    timer.as_mut().reset(next_timer(last_read, last_active));
                 }
-                _ = &mut timer, if att.keep_alive > 0 => return End::KeepAlive,
                 r = poll_fn(|cx| poll_io(&mut *stream, rbuf, wbuf, can_read.then_some(max), need_flush, cx)) => match r {
-                    Err(e) => return End::Io(e),
+                    Err(e) => return Step::End(End::Io(e)),
                     Ok(IoEvent::Wrote(n)) => {
                         self.wbuf.advance(n);
                         if self.wbuf.is_empty() {
@@ -978,36 +1192,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                         Stats::add(&self.core.stats.bytes_sent, n as u64);
                     }
                     Ok(IoEvent::Flushed) => self.need_flush = false,
-                    Ok(IoEvent::Read(0)) => return End::Eof,
+                    Ok(IoEvent::Read(0)) => return Step::End(End::Eof),
                     Ok(IoEvent::Read(n)) => {
                         Stats::add(&self.core.stats.bytes_received, n as u64);
-                        if att.keep_alive > 0 {
-                            timer.as_mut().reset(Instant::now() + keep_alive());
-                        }
+                        last_read = Instant::now();
+                        last_active = last_read;
                         if let Err(end) = Box::pin(self
                             .process_buffered(att, &mut acks, &mut blocked, &mut want_fill))
                             .await
                         {
-                            return end;
+                            return Step::End(end);
                         }
                     }
                 },
                 r = poll_fn(|cx| poll_front_ack(&mut acks, cx)), if waiting_ack => {
                     if let Err(e) = r {
-                        return End::Persistence(e);
+                        return Step::End(End::Persistence(e));
                     }
                     if let Some(front) = acks.front_mut() {
                         front.wait = None;
                     }
                 }
-                _ = session.wake.notified() => want_fill = true,
+                _ = session.wake.notified() => {
+                    want_fill = true;
+                    last_active = Instant::now();
+                }
                 _ = poll_fn(|cx| poll_space(&mut space, cx)), if space.is_some() => {
                     space = None;
                     if let Err(end) = Box::pin(self
                         .process_buffered(att, &mut acks, &mut blocked, &mut want_fill))
                         .await
                     {
-                        return end;
+                        return Step::End(end);
                     }
                 }
             }
@@ -1549,7 +1765,7 @@ mod tests {
         let fut = serve(
             core,
             CancellationToken::new(),
-            stream,
+            crate::transport::Unparkable(stream),
             Identity::new(peer),
             permit,
         );

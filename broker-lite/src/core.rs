@@ -5,10 +5,12 @@
 //! read lock, then each target session's own lock, so publishers on different cores only
 //! meet on the sessions they both deliver to.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +22,7 @@ use tracing::{info, warn};
 
 use crate::auth::{Authorizer, ClientInfo};
 use crate::message::{now_ms, Delivery, Message, SubIds};
+use crate::park::Parker;
 use crate::router::{Router, SubOpts};
 use crate::session::{Enqueued, Limits, SessionState, Stage, Transmit};
 use crate::settings::BrokerSettings;
@@ -59,17 +62,23 @@ pub(crate) struct Session {
     pub wake: Notify,
     /// Signalled when the queue drained (or the client went away): blocked publishers resume.
     pub space: Notify,
-    /// Cancels the connection currently attached (takeover, slow-consumer policy).
-    pub kick: Mutex<CancellationToken>,
-    /// The MQTT 5 reason code for the DISCONNECT sent when `kick` is cancelled.
+    /// The `attach_seq` of the connection told to go (slow-consumer policy, shutdown);
+    /// 0: none. A takeover needs no mark: the old connection sees `attach_seq` move on.
+    pub kicked: AtomicU64,
+    /// The MQTT 5 reason code for the DISCONNECT sent when `kicked` is set.
     pub kick_reason: AtomicU8,
     /// Counts connections attached (incremented by each CONNECT that takes the session):
     /// a closing connection or a timer compares it to know whether it is still current.
     pub attach_seq: AtomicU64,
     /// True while a connection is attached (read without the slot lock by shared routing).
     pub connected: AtomicBool,
-    /// Held by the attached connection for its lifetime; a takeover waits for it.
-    pub owner: Arc<tokio::sync::Mutex<()>>,
+    /// Held by the attached connection for its lifetime (see [`OwnerGuard`]); a
+    /// takeover waits for it (woken by `space`).
+    pub owned: AtomicBool,
+    /// While the attached connection is parked (`park.rs`): its parking key + 1; else 0.
+    /// Set under the slot lock after checking the session is idle, so a delivery either
+    /// finds it set (and unparks) or is seen by the check.
+    pub parked: AtomicU32,
 }
 
 impl Session {
@@ -88,18 +97,75 @@ impl Session {
             }),
             wake: Notify::new(),
             space: Notify::new(),
-            kick: Mutex::new(CancellationToken::new()),
+            kicked: AtomicU64::new(0),
             kick_reason: AtomicU8::new(ReasonCode::SessionTakenOver.value()),
             attach_seq: AtomicU64::new(0),
             connected: AtomicBool::new(false),
-            owner: Arc::new(tokio::sync::Mutex::new(())),
+            owned: AtomicBool::new(false),
+            parked: AtomicU32::new(0),
         }
     }
+}
 
-    /// Disconnects the attached connection with `reason` (MQTT 5 DISCONNECT code).
-    pub fn kick_with(&self, reason: ReasonCode) {
-        self.kick_reason.store(reason.value(), Ordering::Relaxed);
-        self.kick.lock().cancel();
+/// A session in the sessions table, keyed by its client id.
+#[derive(Debug)]
+struct ById(Arc<Session>);
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.client_id
+    }
+}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.client_id.hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &ById) -> bool {
+        self.0.client_id == other.0.client_id
+    }
+}
+
+impl Eq for ById {}
+
+/// The attached connection's hold on its session (`owned`), released when dropped.
+#[derive(Debug)]
+pub(crate) struct OwnerGuard(Arc<Session>);
+
+impl OwnerGuard {
+    /// Waits until no other connection holds `session`.
+    pub async fn acquire(session: Arc<Session>) -> OwnerGuard {
+        loop {
+            let released = session.space.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if session
+                .owned
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                break;
+            }
+            released.await;
+        }
+        OwnerGuard(session)
+    }
+}
+
+impl std::ops::Deref for OwnerGuard {
+    type Target = Arc<Session>;
+    fn deref(&self) -> &Arc<Session> {
+        &self.0
+    }
+}
+
+impl Drop for OwnerGuard {
+    fn drop(&mut self) {
+        self.0.owned.store(false, Ordering::Release);
+        self.0.space.notify_waiters();
     }
 }
 
@@ -157,11 +223,14 @@ pub(crate) struct Core {
     /// Cancelled when the broker shuts down (stops connections and timers).
     pub shutdown: CancellationToken,
     router: RwLock<Router<Arc<Session>>>,
-    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    /// Sessions by client id (the key is the session's own `client_id`).
+    sessions: Mutex<HashSet<ById>>,
     retained: RwLock<HashMap<Arc<str>, Arc<Message>>>,
     next_uid: AtomicU64,
     next_message: AtomicU64,
     next_client: AtomicU64,
+    /// Where idle TCP connections wait (set once the broker runs its parking task).
+    pub parker: OnceLock<Arc<Parker>>,
 }
 
 fn qos_from(value: u8) -> QoS {
@@ -214,11 +283,12 @@ impl Core {
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             router: RwLock::new(Router::new()),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashSet::new()),
             retained: RwLock::new(HashMap::new()),
             next_uid: AtomicU64::new(1),
             next_message: AtomicU64::new(1),
             next_client: AtomicU64::new(1),
+            parker: OnceLock::new(),
         };
         if let Some(model) = model {
             core.restore(model);
@@ -322,14 +392,15 @@ impl Core {
                     slot.state.restore_incoming_qos2(*pkid);
                 }
             }
-            sessions.insert(ms.client_id.clone(), session);
+            sessions.replace(ById(session));
         }
         self.next_uid.store(max_uid + 1, Ordering::Relaxed);
     }
 
     /// Starts the expiry timers of the restored offline sessions.
     pub fn start_timers(self: &Arc<Self>) {
-        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        let sessions: Vec<Arc<Session>> =
+            self.sessions.lock().iter().map(|s| s.0.clone()).collect();
         for session in sessions {
             let deadline = session.slot.lock().deadline;
             if let Some(at) = deadline {
@@ -381,7 +452,9 @@ impl Core {
         client: Arc<ClientInfo>,
     ) -> Opened {
         let mut sessions = self.sessions.lock();
-        let existing = sessions.get(client_id).cloned();
+        let existing = sessions.get(client_id).map(|s| s.0.clone());
+        // Whoever is attached to `existing` sees its `attach_seq` move on (or is kicked)
+        // and goes; wake it if it waits (or is parked).
         if let Some(existing) = &existing {
             if !clean && existing.persistent {
                 let mut ack = None;
@@ -397,6 +470,8 @@ impl Core {
                     slot.expiry = expiry;
                 }
                 let seq = existing.attach_seq.fetch_add(1, Ordering::AcqRel) + 1;
+                drop(sessions);
+                self.wake(existing);
                 return Opened {
                     session: existing.clone(),
                     present: true,
@@ -431,7 +506,7 @@ impl Core {
                     .or(ack);
             }
         }
-        sessions.insert(id, session.clone());
+        sessions.replace(ById(session.clone()));
         let seq = session.attach_seq.fetch_add(1, Ordering::AcqRel) + 1;
         Opened {
             session,
@@ -486,10 +561,10 @@ impl Core {
             return false;
         }
         if sessions
-            .get(&session.client_id)
-            .is_some_and(|s| Arc::ptr_eq(s, session))
+            .get(&*session.client_id)
+            .is_some_and(|s| Arc::ptr_eq(&s.0, session))
         {
-            sessions.remove(&session.client_id);
+            sessions.remove(&*session.client_id);
         }
         drop(sessions);
         self.discard(session);
@@ -512,8 +587,8 @@ impl Core {
             let resumed = self
                 .sessions
                 .lock()
-                .get(&session.client_id)
-                .is_some_and(|s| Arc::ptr_eq(s, session));
+                .get(&*session.client_id)
+                .is_some_and(|s| Arc::ptr_eq(&s.0, session));
             if let Some(w) = will {
                 if w.delay == 0 || !resumed {
                     self.publish_will(w.msg);
@@ -789,6 +864,7 @@ impl Core {
         };
         let result = slot.state.enqueue(delivery, &self.limits);
         let persist = session.persistent && qos != QoS::AtMostOnce && self.store.is_some();
+        let mut kick = false;
         let queued = matches!(
             result,
             Enqueued::Queued | Enqueued::QueuedOverLimit | Enqueued::DroppedOldest(_)
@@ -841,13 +917,42 @@ impl Core {
                     limit = "max_queued_messages",
                     "disconnecting slow subscriber: its queue is full"
                 );
-                session.kick_with(ReasonCode::QuotaExceeded);
+                kick = true;
             }
         }
         drop(slot);
-        if online && queued {
-            session.wake.notify_one();
+        if kick {
+            self.kick(session, ReasonCode::QuotaExceeded);
+        } else if online && queued {
+            self.wake(session);
         }
+    }
+
+    /// Wakes the connection attached to `session`: notifies it, or unparks it if parked.
+    /// Never called with the session's slot lock held.
+    pub fn wake(&self, session: &Session) {
+        session.wake.notify_one();
+        if session.parked.load(Ordering::SeqCst) != 0 {
+            self.unpark(session);
+        }
+    }
+
+    /// Unparks `session`'s connection if it is parked.
+    pub fn unpark(&self, session: &Session) {
+        let key = session.parked.swap(0, Ordering::SeqCst);
+        if let (Some(key), Some(parker)) = (key.checked_sub(1), self.parker.get()) {
+            parker.wake(key, session.uid);
+        }
+    }
+
+    /// Disconnects the connection attached to `session` with `reason` (MQTT 5
+    /// DISCONNECT code).
+    pub fn kick(&self, session: &Session, reason: ReasonCode) {
+        session.kick_reason.store(reason.value(), Ordering::Relaxed);
+        session
+            .kicked
+            .store(session.attach_seq.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.wake(session);
     }
 
     fn count_drop(&self, slot: &mut Slot, session: &Session, which: &str) {
@@ -921,9 +1026,10 @@ impl Core {
 
     /// Every session with a connection attached gets kicked (shutdown).
     pub fn kick_all(&self) {
-        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        let sessions: Vec<Arc<Session>> =
+            self.sessions.lock().iter().map(|s| s.0.clone()).collect();
         for s in sessions {
-            s.kick_with(ReasonCode::ServerShuttingDown);
+            self.kick(&s, ReasonCode::ServerShuttingDown);
         }
     }
 }

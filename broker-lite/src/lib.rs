@@ -13,12 +13,14 @@ mod connection;
 mod core;
 mod error;
 mod message;
+mod park;
 mod router;
 mod session;
 mod settings;
 mod stats;
 mod store;
 mod sys;
+mod transport;
 mod trie;
 mod ws;
 

@@ -132,6 +132,11 @@ impl SessionState {
         self.online = online;
     }
 
+    /// Nothing queued and nothing in flight: the connection may park.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.inflight.is_empty()
+    }
+
     /// Messages waiting behind the inflight window.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
