@@ -2,6 +2,11 @@
 //! behind mqgate's TLS listener, and mosquitto behind stunnel (and plain mosquitto for
 //! reference). Same client for all: QoS 1 publisher with 64 messages in flight, one QoS 1
 //! subscriber, 64-byte payloads; latency = QoS 0 ping-pong through the broker.
+//! broker-lite over TCP and over TLS run alternately `MQGATE_TLS_BENCH_ROUNDS` times
+//! (default 3) and the TLS / TCP ratios of throughput and of the server's CPU time per
+//! message (broker-lite runs on its own runtime; mosquitto and stunnel are read from
+//! /proc) are reported per round and as the median;
+//! `MQGATE_TLS_BENCH_ONLY=tcp|tls` runs one throughput measurement alone (for profiling).
 //! Run with `cargo bench -p mqgate-proxy --bench tls` (needs `mosquitto` and `stunnel4`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -111,12 +116,14 @@ fn publish(topic: &str, qos: QoS, pkid: u16, payload: &Bytes) -> Packet {
     })
 }
 
-/// Messages per second from the first publish to the last delivery.
-async fn throughput(target: &Target, tag: &str) -> f64 {
+/// Messages per second from the first publish to the last delivery, and the server's CPU
+/// time per message over that span (µs).
+async fn throughput(target: &Target, tag: &str, server: &Cpu) -> (f64, f64) {
     let mut sub = open(target, &format!("{tag}-sub")).await;
     subscribe(&mut sub, "bench/t", QoS::AtLeastOnce).await;
     let publisher = open(target, &format!("{tag}-pub")).await;
     let payload = Bytes::from(vec![b'x'; 64]);
+    let cpu_before = server.micros();
     let start = Instant::now();
     let receiver = tokio::spawn(async move {
         let mut got = 0;
@@ -157,7 +164,8 @@ async fn throughput(target: &Target, tag: &str) -> f64 {
     }
     ack_task.await.unwrap();
     receiver.await.unwrap();
-    MESSAGES as f64 / start.elapsed().as_secs_f64()
+    let rate = MESSAGES as f64 / start.elapsed().as_secs_f64();
+    (rate, (server.micros() - cpu_before) / MESSAGES as f64)
 }
 
 /// (p50, p99) round trip of one QoS 0 message, in microseconds.
@@ -228,31 +236,24 @@ async fn main() {
             .with_no_client_auth(),
     );
 
-    // broker-lite with a TCP and a TLS listener.
-    let settings = BrokerSettings {
-        sys_interval: Duration::ZERO,
-        ..BrokerSettings::default()
-    };
-    let broker = Broker::start(settings, Arc::new(AllowAll)).await.unwrap();
+    // broker-lite with a TCP and a TLS listener, on its own runtime so that its CPU time
+    // is told apart from the clients'.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(SERVER_THREAD)
+        .enable_all()
+        .build()
+        .unwrap();
     let stop = CancellationToken::new();
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let tcp_addr = tcp.local_addr().unwrap();
-    tokio::spawn(serve_tcp(tcp, broker.handle(), stop.clone()));
-    let tls = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let tls_addr = tls.local_addr().unwrap();
-    let source = TlsAcceptorSource::new(TlsListenerConfig {
-        cert: Some(path("server.pem")),
-        key: Some(path("server.key")),
-        alpn: vec!["mqtt".into()],
-        ..TlsListenerConfig::default()
-    })
-    .unwrap();
-    tokio::spawn(serve_tls(
-        tls,
-        Arc::new(source),
-        broker.handle(),
-        stop.clone(),
-    ));
+    let (broker, tcp_addr, tls_addr) = server_rt
+        .spawn(start_server(
+            path("server.pem"),
+            path("server.key"),
+            stop.clone(),
+        ))
+        .await
+        .unwrap();
+    let in_process = Cpu::Threads(SERVER_THREAD);
 
     // mosquitto, and stunnel in front of it.
     let mq_port = free_port().await;
@@ -289,37 +290,178 @@ async fn main() {
     wait_port(mq_port).await;
     wait_port(st_port).await;
 
-    let targets = [
-        ("broker-lite, plain TCP", Target::Tcp(tcp_addr)),
-        (
-            "broker-lite, mqgate TLS",
-            Target::Tls(tls_addr, client_cfg.clone()),
-        ),
+    let tcp_target = Target::Tcp(tcp_addr);
+    let tls_target = Target::Tls(tls_addr, client_cfg.clone());
+    // MQGATE_TLS_BENCH_ONLY=tcp|tls: one broker-lite throughput run, nothing else (for
+    // profiling one path with perf or strace).
+    if let Ok(only) = std::env::var("MQGATE_TLS_BENCH_ONLY") {
+        let target = if only == "tls" {
+            &tls_target
+        } else {
+            &tcp_target
+        };
+        let (rate, cpu) = throughput(target, "only", &in_process).await;
+        println!("{only}: {rate:.0} msg/s, server CPU {cpu:.1} µs/msg");
+        stop.cancel();
+        server_rt.spawn(broker.shutdown()).await.unwrap();
+        server_rt.shutdown_background();
+        return;
+    }
+    let rounds: usize = std::env::var("MQGATE_TLS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    println!("{MESSAGES} QoS 1 messages of 64 B, {WINDOW} in flight; QoS 0 ping-pong x{PINGS}");
+    // broker-lite over TCP and over TLS, alternating, so that both see the same load
+    // from whatever else runs on the machine; the ratio is taken per round.
+    let mut ratios = Vec::new();
+    let mut cpu_ratios = Vec::new();
+    let mut tls_rate = 0.0;
+    for round in 0..rounds {
+        let mut pair = [0.0; 2];
+        let mut cpu = [0.0; 2];
+        for (k, (name, target)) in [
+            ("broker-lite, plain TCP", &tcp_target),
+            ("broker-lite, mqgate TLS", &tls_target),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let tag = format!("r{round}t{k}");
+            (pair[k], cpu[k]) = throughput(target, &tag, &in_process).await;
+            let (p50, p99) = latency(target, &tag).await;
+            report(name, pair[k], cpu[k], p50, p99);
+        }
+        println!(
+            "  round {}: throughput TLS / TCP = {:.2}, server CPU per message TLS / TCP = {:.2}",
+            round + 1,
+            pair[1] / pair[0],
+            cpu[1] / cpu[0]
+        );
+        ratios.push(pair[1] / pair[0]);
+        cpu_ratios.push(cpu[1] / cpu[0]);
+        tls_rate = pair[1];
+    }
+    let mq_pid = mosquitto.id().unwrap();
+    let st_pid = stunnel.id().unwrap();
+    let others = [
         (
             "mosquitto, plain TCP",
             Target::Tcp(([127, 0, 0, 1], mq_port).into()),
+            Cpu::Processes(vec![mq_pid]),
         ),
         (
             "mosquitto behind stunnel",
             Target::Tls(([127, 0, 0, 1], st_port).into(), client_cfg.clone()),
+            Cpu::Processes(vec![mq_pid, st_pid]),
         ),
     ];
-    println!("{MESSAGES} QoS 1 messages of 64 B, {WINDOW} in flight; QoS 0 ping-pong x{PINGS}");
-    let mut rates = Vec::new();
-    for (i, (name, target)) in targets.iter().enumerate() {
-        let tag = format!("t{i}");
-        let rate = throughput(target, &tag).await;
+    let mut stunnel_rate = 0.0;
+    for (i, (name, target, server)) in others.iter().enumerate() {
+        let tag = format!("o{i}");
+        let (rate, cpu) = throughput(target, &tag, server).await;
         let (p50, p99) = latency(target, &tag).await;
-        println!("{name:<28} {rate:>10.0} msg/s   latency p50 {p50:>5} µs  p99 {p99:>6} µs");
-        rates.push(rate);
+        report(name, rate, cpu, p50, p99);
+        stunnel_rate = rate;
     }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (r, lo, hi) = median(&mut ratios);
+    let (c, clo, chi) = median(&mut cpu_ratios);
+    println!("median of {rounds} rounds (min, max):");
+    println!("  throughput TLS / TCP (broker-lite): {r:.2} ({lo:.2}, {hi:.2})");
+    println!("  server CPU per message TLS / TCP:   {c:.2} ({clo:.2}, {chi:.2})");
     println!(
-        "TLS / TCP (broker-lite): {:.2}   mqgate TLS / stunnel+mosquitto: {:.2}",
-        rates[1] / rates[0],
-        rates[1] / rates[3]
+        "mqgate TLS (last round) / stunnel+mosquitto throughput: {:.2}",
+        tls_rate / stunnel_rate
     );
     stop.cancel();
     let _ = stunnel.kill().await;
     let _ = mosquitto.kill().await;
-    broker.shutdown().await;
+    server_rt.spawn(broker.shutdown()).await.unwrap();
+    server_rt.shutdown_background();
+}
+
+/// One result line.
+fn report(name: &str, rate: f64, cpu: f64, p50: u128, p99: u128) {
+    println!(
+        "{name:<28} {rate:>8.0} msg/s  server CPU {cpu:>5.1} µs/msg  latency p50 {p50:>5} µs  p99 {p99:>6} µs"
+    );
+}
+
+/// Name of the server runtime's threads.
+const SERVER_THREAD: &str = "bench-server";
+
+/// Where the server's CPU time is read.
+enum Cpu {
+    /// This process's threads with the given name (broker-lite's runtime).
+    Threads(&'static str),
+    /// Other processes (mosquitto, stunnel).
+    Processes(Vec<u32>),
+}
+
+impl Cpu {
+    /// CPU time used so far, in microseconds.
+    fn micros(&self) -> f64 {
+        match self {
+            // schedstat: nanoseconds on the CPU, first field.
+            Cpu::Threads(name) => {
+                std::fs::read_dir("/proc/self/task")
+                    .unwrap()
+                    .filter_map(|t| {
+                        let dir = t.ok()?.path();
+                        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                        if comm.trim() != *name {
+                            return None;
+                        }
+                        let stat = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+                        stat.split_whitespace().next()?.parse::<f64>().ok()
+                    })
+                    .sum::<f64>()
+                    / 1e3
+            }
+            // stat: utime and stime in clock ticks (100 per second), fields 14 and 15.
+            Cpu::Processes(pids) => pids
+                .iter()
+                .map(|pid| {
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+                    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+                    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+                    let ticks: f64 =
+                        fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+                    ticks * 10_000.0
+                })
+                .sum(),
+        }
+    }
+}
+
+/// broker-lite with a plain TCP and a TLS listener; returns it and both addresses.
+async fn start_server(
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    stop: CancellationToken,
+) -> (Broker, SocketAddr, SocketAddr) {
+    let settings = BrokerSettings {
+        sys_interval: Duration::ZERO,
+        ..BrokerSettings::default()
+    };
+    let broker = Broker::start(settings, Arc::new(AllowAll)).await.unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp_addr = tcp.local_addr().unwrap();
+    tokio::spawn(serve_tcp(tcp, broker.handle(), stop.clone()));
+    let tls = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_addr = tls.local_addr().unwrap();
+    let source = TlsAcceptorSource::new(TlsListenerConfig {
+        cert: Some(cert),
+        key: Some(key),
+        alpn: vec!["mqtt".into()],
+        ..TlsListenerConfig::default()
+    })
+    .unwrap();
+    tokio::spawn(serve_tls(tls, Arc::new(source), broker.handle(), stop));
+    (broker, tcp_addr, tls_addr)
 }
