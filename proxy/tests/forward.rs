@@ -1,7 +1,8 @@
 //! Standalone proxy tests against a real mosquitto on loopback: authentication, ACL on
 //! publish, refused and filtered subscriptions, will topic, and QoS flows the proxy
 //! completes itself for dropped deliveries (mosquitto runs with one inflight message, so
-//! a flow left open would block everything after it).
+//! a flow left open would block everything after it). Clients come over TCP, TLS and
+//! WebSocket.
 
 // Test helpers outside #[test] functions may panic on setup failures.
 #![allow(clippy::unwrap_used)]
@@ -15,6 +16,7 @@ use mqgate_config::TlsListenerConfig;
 use mqgate_proxy::forward::{run_standalone, ForwardSettings, StandaloneListener};
 use mqgate_proxy::password::{Argon2Cost, VerifierSettings};
 use mqgate_proxy::tls::TlsAcceptorSource;
+use mqgate_proxy::ws::WsSettings;
 use mqgate_proxy::Security;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -36,12 +38,21 @@ async fn free_port() -> u16 {
 }
 
 async fn setup(acl: &str) -> Setup {
-    setup_with(acl, false).await
+    setup_with(acl, Front::Tcp).await
 }
 
-/// With `tls`, the proxy listens with TLS (self-signed `localhost` certificate written to
-/// `cert.pem` in the temp dir) instead of plain TCP.
-async fn setup_with(acl: &str, tls: bool) -> Setup {
+/// What the proxy listens with.
+#[derive(PartialEq)]
+enum Front {
+    Tcp,
+    /// TLS with a self-signed `localhost` certificate written to `cert.pem`.
+    Tls,
+    /// Plain WebSocket on `/mqtt`.
+    Ws,
+}
+
+/// mosquitto, and the proxy in front of it listening with `front`.
+async fn setup_with(acl: &str, front: Front) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let path = |n: &str| -> PathBuf { dir.path().join(n) };
     // mosquitto cannot listen on port 0: take a free port and start it there.
@@ -90,7 +101,15 @@ async fn setup_with(acl: &str, tls: bool) -> Setup {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_port = listener.local_addr().unwrap().port();
     let stop = CancellationToken::new();
-    let listener = if tls {
+    let listener = if front == Front::Ws {
+        StandaloneListener::Ws(
+            listener,
+            WsSettings {
+                path: "/mqtt".into(),
+                max_packet_size: 1 << 20,
+            },
+        )
+    } else if front == Front::Tls {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         std::fs::write(path("cert.pem"), cert.cert.pem()).unwrap();
         std::fs::write(path("key.pem"), cert.signing_key.serialize_pem()).unwrap();
@@ -369,7 +388,7 @@ async fn mqtt5_denials_carry_reason_codes() {
 
 #[tokio::test]
 async fn tls_clients_are_forwarded_to_a_plain_upstream() {
-    let s = setup_with(ACL, true).await;
+    let s = setup_with(ACL, Front::Tls).await;
     let ca = s.dir.path().join("cert.pem").display().to_string();
     let tls = |port: u16| {
         ["-h", "localhost", "-p", &port.to_string(), "--cafile", &ca].map(str::to_owned)
@@ -416,5 +435,84 @@ async fn tls_clients_are_forwarded_to_a_plain_upstream() {
     )
     .await;
     assert!(out.contains("devices/bob/tls via-tls"), "{out}");
+    s.stop().await;
+}
+
+/// An MQTT 3.1.1 packet: first byte, remaining length (< 128 here), body.
+fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![first, u8::try_from(body.len()).unwrap()];
+    p.extend_from_slice(body);
+    p
+}
+
+fn mqtt_string(s: &str) -> Vec<u8> {
+    let mut v = u16::try_from(s.len()).unwrap().to_be_bytes().to_vec();
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+#[tokio::test]
+async fn websocket_clients_are_authenticated_and_forwarded() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let s = setup_with(ACL, Front::Ws).await;
+    let port = s.proxy_port;
+    let connect = |path: &'static str| async move {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut request = format!("ws://127.0.0.1{path}")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
+        tokio_tungstenite::client_async(request, tcp).await
+    };
+    // Another path: 404, nothing forwarded.
+    let err = connect("/other").await.unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+
+    let (mut ws, _) = connect("/mqtt").await.unwrap();
+    // CONNECT as bob (user name + password), clean session, keep-alive 60.
+    let mut body = mqtt_string("MQTT");
+    body.extend_from_slice(&[4, 0xc2, 0, 60]);
+    body.extend(mqtt_string("ws-bob"));
+    body.extend(mqtt_string("bob"));
+    body.extend(mqtt_string("secret"));
+    ws.send(Message::Binary(packet(0x10, &body))).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(20), ws.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&reply, Some(Ok(Message::Binary(b))) if b[..] == [0x20, 2, 0, 0]),
+        "{reply:?}"
+    );
+    // A retained QoS 1 PUBLISH bob may write, split over two frames.
+    let mut body = mqtt_string("devices/bob/ws");
+    body.extend_from_slice(&[0, 7]);
+    body.extend_from_slice(b"via-ws");
+    let publish = packet(0x33, &body);
+    ws.send(Message::Binary(publish[..4].to_vec()))
+        .await
+        .unwrap();
+    ws.send(Message::Binary(publish[4..].to_vec()))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(20), ws.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&reply, Some(Ok(Message::Binary(b))) if b[..] == [0x40, 2, 0, 7]),
+        "{reply:?}"
+    );
+    let (_, out) = client(
+        "mosquitto_sub",
+        s.upstream_port,
+        &["-t", "devices/#", "-v", "-C", "1", "-W", "5"],
+    )
+    .await;
+    assert!(out.contains("devices/bob/ws via-ws"), "{out}");
     s.stop().await;
 }
