@@ -27,6 +27,7 @@ use tracing::warn;
 
 use crate::connection::{self, Parked};
 use crate::core::{Core, Session};
+use crate::stats::Stats;
 
 /// The parked connections and the task that wakes them.
 pub(crate) struct Parker {
@@ -63,7 +64,7 @@ pub(crate) struct Reservation<'a> {
 
 impl Reservation<'_> {
     /// Parks `parked` (whose socket has left tokio).
-    pub fn commit(mut self, parked: Box<Parked>) {
+    pub fn commit(mut self, core: &Core, parked: Box<Parked>) {
         let parker = self.parker;
         let key = self.key;
         let uid = parked.session().uid;
@@ -74,6 +75,7 @@ impl Reservation<'_> {
                 .registry
                 .register(&mut SourceFd(&fd), Token(key as usize), Interest::READABLE);
         self.inner.entries.insert(parked);
+        Stats::add(&core.stats.connections_parked, 1);
         if let Some(d) = deadline {
             self.inner.deadlines.push(Reverse((d, key)));
         }
@@ -187,6 +189,20 @@ impl Parker {
     /// Removes parked connection `key` (if `accept` agrees) and deregisters its socket.
     fn take(
         &self,
+        core: &Core,
+        inner: &mut Inner,
+        key: u32,
+        accept: impl Fn(&Parked) -> bool,
+    ) -> Option<Box<Parked>> {
+        let parked = self.remove(inner, key, accept)?;
+        core.stats
+            .connections_parked
+            .fetch_sub(1, Ordering::Relaxed);
+        Some(parked)
+    }
+
+    fn remove(
+        &self,
         inner: &mut Inner,
         key: u32,
         accept: impl Fn(&Parked) -> bool,
@@ -256,7 +272,7 @@ impl Parker {
                     }
                     let mut inner = self.inner.lock();
                     for ev in events.iter() {
-                        if let Some(p) = self.take(&mut inner, ev.token().0 as u32, |_| true) {
+                        if let Some(p) = self.take(&core, &mut inner, ev.token().0 as u32, |_| true) {
                             woken.push(p);
                         }
                     }
@@ -265,7 +281,7 @@ impl Parker {
                     let wakes = std::mem::take(&mut *self.wakes.lock());
                     let mut inner = self.inner.lock();
                     for (key, uid) in wakes {
-                        if let Some(p) = self.take(&mut inner, key, |p| p.session().uid == uid) {
+                        if let Some(p) = self.take(&core, &mut inner, key, |p| p.session().uid == uid) {
                             woken.push(p);
                         }
                     }
@@ -279,7 +295,7 @@ impl Parker {
                         }
                         inner.deadlines.pop();
                         let due = |p: &Parked| p.deadline().is_some_and(|at| self.ms(at) <= now);
-                        if let Some(p) = self.take(&mut inner, key, due) {
+                        if let Some(p) = self.take(&core, &mut inner, key, due) {
                             woken.push(p);
                         }
                     }
@@ -302,7 +318,7 @@ impl Parker {
         inner.closed = true;
         let keys: Vec<usize> = inner.entries.iter().map(|(k, _)| k).collect();
         for k in keys {
-            if let Some(p) = self.take(&mut inner, k as u32, |_| true) {
+            if let Some(p) = self.take(&core, &mut inner, k as u32, |_| true) {
                 woken.push(p);
             }
         }

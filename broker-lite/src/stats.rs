@@ -22,6 +22,8 @@ pub struct Stats {
     /// Packets not sent because they exceed the client's MQTT 5 maximum packet size
     /// (counted and logged; a dropped PUBLISH counts as delivered).
     pub packets_too_large: AtomicU64,
+    /// Idle TCP connections parked now (no task, see `ARCHITECTURE.md`).
+    pub connections_parked: AtomicU64,
 }
 
 impl Stats {
