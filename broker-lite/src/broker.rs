@@ -17,6 +17,7 @@ use crate::connection;
 use crate::core::Core;
 use crate::error::Error;
 use crate::park::Parker;
+use crate::runner::Runners;
 use crate::settings::BrokerSettings;
 use crate::stats::Stats;
 use crate::store::Store;
@@ -29,6 +30,8 @@ struct Inner {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     connections: Arc<Semaphore>,
+    /// The tasks that run TCP connections.
+    runners: Arc<Runners>,
 }
 
 /// A running broker. Dropping it without [`Broker::shutdown`] leaves its tasks running.
@@ -73,13 +76,22 @@ impl Broker {
         let sys_interval = settings.sys_interval;
         let core = Arc::new(Core::new(settings, authorizer, store, model));
         core.start_timers();
+        let tracker = TaskTracker::new();
+        let runners = Arc::new(Runners::new(tracker.clone(), core.shutdown.clone()));
         let inner = Arc::new(Inner {
             shutdown: core.shutdown.clone(),
             core,
-            tracker: TaskTracker::new(),
+            tracker,
             connections,
+            runners,
         });
-        if let Err(e) = Parker::start(&inner.core, inner.shutdown.clone(), &inner.tracker) {
+        let parking = Parker::start(
+            &inner.core,
+            inner.shutdown.clone(),
+            &inner.tracker,
+            inner.runners.clone(),
+        );
+        if let Err(e) = parking {
             warn!(error = %e, "cannot park idle connections; each keeps its task");
         }
         if !sys_interval.is_zero() {
@@ -202,11 +214,10 @@ pub async fn serve_tcp(listener: TcpListener, handle: BrokerHandle, shutdown: Ca
                 // Spawned directly (not through `serve_connection`): the task holds only
                 // the connection's own future.
                 if let Some(permit) = handle.admit(peer) {
-                    // Boxed: the task cell (allocated 128-byte aligned, which glibc cannot
-                    // reuse for the next one once freed) stays small; the future itself is a
-                    // plain allocation that the next connection reuses (see `park.rs`).
+                    // On a runner (no task allocated per connection, see `runner.rs`),
+                    // boxed: a plain allocation the next connection reuses.
                     let conn = handle.connection(stream, Identity::new(peer), permit);
-                    handle.spawn(Box::pin(conn));
+                    handle.inner.runners.spawn(Box::pin(conn));
                 }
             }
             Err(e) => backoff(e, &mut delay).await,

@@ -162,8 +162,8 @@ pub(crate) fn resume(
     shutdown: CancellationToken,
     parked: Box<Parked>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let span = info_span!("mqtt", peer = %parked.att.client.peer,
-        client_id = %parked.att.session.client_id);
+    let span = info_span!("mqtt", peer = %parked.client.peer,
+        client_id = %parked.session.client_id);
     async move {
         let Parked {
             socket,
@@ -173,10 +173,23 @@ pub(crate) fn resume(
             expiry,
             inflight_in,
             permit,
-            att,
+            session,
+            client,
+            seq,
+            keep_alive,
             will,
             last_read,
         } = *parked;
+        let att = Attached {
+            session,
+            client,
+            seq,
+            keep_alive,
+        };
+        let last_read = core
+            .parker
+            .get()
+            .map_or_else(Instant::now, |p| p.instant(last_read));
         let identity = match identity {
             Some(identity) => *identity,
             None => Identity::new(att.client.peer),
@@ -228,9 +241,15 @@ pub(crate) struct Parked {
     expiry: u32,
     inflight_in: u32,
     permit: OwnedSemaphorePermit,
-    att: Attached,
+    /// The `Attached` fields, flattened (its padding would push the record into the
+    /// next allocation size).
+    session: OwnerGuard,
+    client: Arc<ClientInfo>,
+    seq: u64,
+    keep_alive: u16,
     will: Option<Box<LastWill>>,
-    last_read: Instant,
+    /// The last read, in ms since the parker's epoch (rounded up).
+    last_read: u64,
 }
 
 impl Parked {
@@ -241,12 +260,13 @@ impl Parked {
 
     /// The session the connection is attached to.
     pub fn session(&self) -> &Arc<Session> {
-        &self.att.session
+        &self.session
     }
 
-    /// When the keep-alive runs out (1.5 × keep alive after the last read), if any.
-    pub fn deadline(&self) -> Option<Instant> {
-        (self.att.keep_alive > 0).then(|| self.last_read + keep_alive_timeout(self.att.keep_alive))
+    /// When the keep-alive runs out (1.5 × keep alive after the last read), if any, in
+    /// ms since the parker's epoch.
+    pub fn deadline(&self) -> Option<u64> {
+        (self.keep_alive > 0).then(|| self.last_read + u64::from(self.keep_alive) * 1500)
     }
 }
 
@@ -463,9 +483,12 @@ impl<S: Transport> Conn<S> {
                                     expiry,
                                     inflight_in,
                                     permit: self._permit,
-                                    att,
+                                    session: att.session,
+                                    client: att.client,
+                                    seq: att.seq,
+                                    keep_alive: att.keep_alive,
                                     will: last_will,
-                                    last_read,
+                                    last_read: parker.ms_up(last_read),
                                 }),
                             );
                             parker.check_kicked(&core, &session, seq);

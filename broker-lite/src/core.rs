@@ -9,6 +9,7 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -37,11 +38,11 @@ pub(crate) struct Slot {
     /// Who the client is (for delivery authorization).
     pub client: Arc<ClientInfo>,
     /// Messages dropped for this session (drives log rate limiting).
-    pub dropped: u64,
+    pub dropped: u32,
     /// Session expiry interval in seconds (0: ends at disconnect; `u32::MAX`: never).
     pub expiry: u32,
     /// While offline with a finite expiry: when the session ends (ms since the epoch).
-    pub deadline: Option<u64>,
+    pub deadline: Option<NonZeroU64>,
     /// A will waiting for its delay (MQTT 5) after the connection ended.
     pub will: Option<Arc<Message>>,
 }
@@ -355,7 +356,7 @@ impl Core {
                 let mut slot = session.slot.lock();
                 if expiry != u32::MAX {
                     // A session that was connected at the crash ends `expiry` after now.
-                    slot.deadline = Some(
+                    slot.deadline = NonZeroU64::new(
                         ms.deadline
                             .unwrap_or(now.saturating_add(u64::from(expiry) * 1000)),
                     );
@@ -404,7 +405,7 @@ impl Core {
         for session in sessions {
             let deadline = session.slot.lock().deadline;
             if let Some(at) = deadline {
-                self.schedule(&session, at, Timer::SessionExpiry);
+                self.schedule(&session, at.get(), Timer::SessionExpiry);
             }
         }
     }
@@ -622,7 +623,7 @@ impl Core {
             self.end_session(session, None);
         } else if expiry != u32::MAX {
             let at = now_ms().saturating_add(u64::from(expiry) * 1000);
-            session.slot.lock().deadline = Some(at);
+            session.slot.lock().deadline = NonZeroU64::new(at);
             if session.persistent {
                 self.append(&Record::SessionDeadline {
                     sid: session.uid,
@@ -957,7 +958,7 @@ impl Core {
 
     fn count_drop(&self, slot: &mut Slot, session: &Session, which: &str) {
         Stats::add(&self.stats.messages_dropped, 1);
-        slot.dropped += 1;
+        slot.dropped = slot.dropped.saturating_add(1);
         if slot.dropped.is_power_of_two() {
             warn!(
                 client_id = %session.client_id,

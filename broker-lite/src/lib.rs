@@ -15,6 +15,7 @@ mod error;
 mod message;
 mod park;
 mod router;
+mod runner;
 mod session;
 mod settings;
 mod stats;

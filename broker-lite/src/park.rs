@@ -27,6 +27,7 @@ use tracing::warn;
 
 use crate::connection::{self, Parked};
 use crate::core::{Core, Session};
+use crate::runner::Runners;
 use crate::stats::Stats;
 
 /// The parked connections and the task that wakes them.
@@ -37,7 +38,7 @@ pub(crate) struct Parker {
     wakes: Mutex<Vec<(u32, u64)>>,
     notify: Notify,
     epoch: Instant,
-    tracker: TaskTracker,
+    runners: Arc<Runners>,
 }
 
 struct Inner {
@@ -69,7 +70,7 @@ impl Reservation<'_> {
         let key = self.key;
         let uid = parked.session().uid;
         let fd = parked.socket().as_raw_fd();
-        let deadline = parked.deadline().map(|d| parker.ms(d));
+        let deadline = parked.deadline();
         let registered =
             parker
                 .registry
@@ -116,6 +117,7 @@ impl Parker {
         core: &Arc<Core>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
+        runners: Arc<Runners>,
     ) -> io::Result<()> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
@@ -135,7 +137,7 @@ impl Parker {
             wakes: Mutex::new(Vec::new()),
             notify: Notify::new(),
             epoch: Instant::now(),
-            tracker: tracker.clone(),
+            runners,
         });
         let _ = core.parker.set(parker.clone());
         tracker.spawn(parker.run(fd, core.clone(), shutdown));
@@ -145,6 +147,19 @@ impl Parker {
     /// Milliseconds from the parker's epoch to `at`.
     fn ms(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Milliseconds from the parker's epoch to `at`, rounded up (a keep-alive counted
+    /// from it never ends early).
+    pub fn ms_up(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch)
+            .as_micros()
+            .div_ceil(1000) as u64
+    }
+
+    /// The instant `ms` milliseconds after the parker's epoch.
+    pub fn instant(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
     }
 
     /// Reserves a parking place for the connection attached to `session`, if the
@@ -224,9 +239,8 @@ impl Parker {
     }
 
     fn resume(&self, core: &Arc<Core>, shutdown: &CancellationToken, parked: Box<Parked>) {
-        // Boxed like a new connection (see `serve_tcp`).
         let conn = connection::resume(core.clone(), shutdown.clone(), parked);
-        self.tracker.spawn(Box::pin(conn));
+        self.runners.spawn(Box::pin(conn));
     }
 
     async fn run(
@@ -294,7 +308,7 @@ impl Parker {
                             break;
                         }
                         inner.deadlines.pop();
-                        let due = |p: &Parked| p.deadline().is_some_and(|at| self.ms(at) <= now);
+                        let due = |p: &Parked| p.deadline().is_some_and(|at| at <= now);
                         if let Some(p) = self.take(&core, &mut inner, key, due) {
                             woken.push(p);
                         }
@@ -303,7 +317,7 @@ impl Parker {
                         let live: Vec<_> = inner
                             .entries
                             .iter()
-                            .filter_map(|(k, p)| p.deadline().map(|d| Reverse((self.ms(d), k as u32))))
+                            .filter_map(|(k, p)| p.deadline().map(|d| Reverse((d, k as u32))))
                             .collect();
                         inner.deadlines = BinaryHeap::from(live);
                     }
