@@ -163,7 +163,7 @@ pub(crate) fn resume(
     parked: Box<Parked>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let span = info_span!("mqtt", peer = %parked.client.peer,
-        client_id = %parked.session.client_id);
+        client_id = %parked.session.client_id());
     async move {
         let Parked {
             socket,

@@ -52,8 +52,9 @@ pub(crate) struct Slot {
 pub(crate) struct Session {
     /// Broker-unique key (router key and persistence id).
     pub uid: u64,
-    /// Client identifier.
-    pub client_id: Arc<str>,
+    /// The client as it first connected (the client id, for the table key and logs,
+    /// without a second copy of it).
+    named: Arc<ClientInfo>,
     /// Created with a non-zero session expiry: its state is persisted and survives
     /// disconnects (and restarts, with persistence).
     pub persistent: bool,
@@ -83,10 +84,10 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    fn new(uid: u64, client_id: Arc<str>, expiry: u32, client: Arc<ClientInfo>) -> Session {
+    fn new(uid: u64, expiry: u32, client: Arc<ClientInfo>) -> Session {
         Session {
             uid,
-            client_id,
+            named: client.clone(),
             persistent: expiry > 0,
             slot: Mutex::new(Slot {
                 state: SessionState::new(),
@@ -114,23 +115,30 @@ struct ById(Arc<Session>);
 
 impl Borrow<str> for ById {
     fn borrow(&self) -> &str {
-        &self.0.client_id
+        self.0.client_id()
     }
 }
 
 impl Hash for ById {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.client_id.hash(state);
+        self.0.client_id().hash(state);
     }
 }
 
 impl PartialEq for ById {
     fn eq(&self, other: &ById) -> bool {
-        self.0.client_id == other.0.client_id
+        self.0.client_id() == other.0.client_id()
     }
 }
 
 impl Eq for ById {}
+
+impl Session {
+    /// The client identifier.
+    pub fn client_id(&self) -> &str {
+        &self.named.client_id
+    }
+}
 
 /// The attached connection's hold on its session (`owned`), released when dropped.
 #[derive(Debug)]
@@ -351,7 +359,7 @@ impl Core {
                 peer: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
             });
             let expiry = ms.expiry_interval.max(1);
-            let session = Arc::new(Session::new(*sid, ms.client_id.clone(), expiry, client));
+            let session = Arc::new(Session::new(*sid, expiry, client));
             {
                 let mut slot = session.slot.lock();
                 if expiry != u32::MAX {
@@ -487,14 +495,14 @@ impl Core {
             ack = self.discard(old);
         }
         let uid = self.next_uid.fetch_add(1, Ordering::Relaxed);
-        let id: Arc<str> = Arc::from(client_id);
+        debug_assert_eq!(client.client_id, client_id);
         let username = client.username.as_deref().map(Arc::from);
-        let session = Arc::new(Session::new(uid, id.clone(), expiry, client));
+        let session = Arc::new(Session::new(uid, expiry, client));
         if session.persistent {
             ack = self
                 .append(&Record::SessionOpen {
                     sid: uid,
-                    client_id: id.clone(),
+                    client_id: Arc::from(client_id),
                     username,
                 })
                 .or(ack);
@@ -562,10 +570,10 @@ impl Core {
             return false;
         }
         if sessions
-            .get(&*session.client_id)
+            .get(session.client_id())
             .is_some_and(|s| Arc::ptr_eq(&s.0, session))
         {
-            sessions.remove(&*session.client_id);
+            sessions.remove(session.client_id());
         }
         drop(sessions);
         self.discard(session);
@@ -588,7 +596,7 @@ impl Core {
             let resumed = self
                 .sessions
                 .lock()
-                .get(&*session.client_id)
+                .get(session.client_id())
                 .is_some_and(|s| Arc::ptr_eq(&s.0, session));
             if let Some(w) = will {
                 if w.delay == 0 || !resumed {
@@ -666,7 +674,7 @@ impl Core {
                 if !core.end_session(&session, Some(seq)) {
                     return;
                 }
-                info!(client_id = %session.client_id, "session expired");
+                info!(client_id = %session.client_id(), "session expired");
             }
             if let Some(msg) = will {
                 core.publish_will(msg);
@@ -913,7 +921,7 @@ impl Core {
                 outcome.dropped += 1;
                 self.count_drop(&mut slot, session, "newest");
                 warn!(
-                    client_id = %session.client_id,
+                    client_id = %session.client_id(),
                     peer = %slot.client.peer,
                     limit = "max_queued_messages",
                     "disconnecting slow subscriber: its queue is full"
@@ -961,7 +969,7 @@ impl Core {
         slot.dropped = slot.dropped.saturating_add(1);
         if slot.dropped.is_power_of_two() {
             warn!(
-                client_id = %session.client_id,
+                client_id = %session.client_id(),
                 peer = %slot.client.peer,
                 limit = "max_queued_messages/max_queued_bytes",
                 dropped_total = slot.dropped,
