@@ -8,13 +8,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use mqgate_broker_lite::ws::WsSettings;
 use mqgate_broker_lite::{serve_tcp, serve_ws, Broker, BrokerSettings, OverloadPolicy};
 use mqgate_config::{Config, ListenerConfig, ListenerKind, QueueFullPolicy};
 use mqgate_proxy::ssh::{
     fingerprint, serve_ssh, SshPasswordVerifier, SshServerSettings, SshTunnel,
 };
 use mqgate_proxy::tls::{serve_tls, serve_wss, TlsAcceptorSource, TlsServeOptions};
-use mqgate_proxy::ws::WsSettings;
 use mqgate_proxy::Security;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -174,7 +174,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         match listener.kind {
             ListenerKind::Ws => {
                 tracing::info!(kind = %"ws", %addr, path = listener.ws_path(), "listening");
-                tracker.spawn(serve_ws(socket, handle, token));
+                let ws = ws_settings(listener, &config);
+                tracker.spawn(serve_ws(socket, handle, token, ws));
             }
             ListenerKind::Tls => {
                 let source = tls_source(listener)?;

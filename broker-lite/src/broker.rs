@@ -225,9 +225,16 @@ pub async fn serve_tcp(listener: TcpListener, handle: BrokerHandle, shutdown: Ca
     }
 }
 
-/// Serves MQTT over WebSockets (subprotocol `mqtt`, binary frames) on `listener` until
-/// `shutdown` (or the broker's shutdown).
-pub async fn serve_ws(listener: TcpListener, handle: BrokerHandle, shutdown: CancellationToken) {
+/// Serves MQTT over WebSockets (subprotocol `mqtt`, binary frames, endpoint `ws.path`) on
+/// `listener` until `shutdown` (or the broker's shutdown). The handshake runs under the
+/// connect timeout in the connection's own task; a failure is one log line.
+pub async fn serve_ws(
+    listener: TcpListener,
+    handle: BrokerHandle,
+    shutdown: CancellationToken,
+    ws: ws::WsSettings,
+) {
+    let ws = Arc::new(ws);
     let mut delay = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -239,16 +246,11 @@ pub async fn serve_ws(listener: TcpListener, handle: BrokerHandle, shutdown: Can
             Ok((stream, peer)) => {
                 delay = Duration::from_millis(5);
                 let _ = stream.set_nodelay(true);
-                let h = handle.clone();
+                let (h, ws) = (handle.clone(), ws.clone());
                 let timeout = h.inner.core.settings.connect_timeout;
-                let max = h.inner.core.settings.max_packet_size;
                 handle.spawn(async move {
-                    match tokio::time::timeout(timeout, ws::accept(stream, max)).await {
-                        Ok(Ok(ws)) => h.serve_connection(ws, Identity::new(peer)).await,
-                        Ok(Err(e)) => warn!(%peer, error = %e, "WebSocket handshake failed"),
-                        Err(_) => {
-                            warn!(%peer, limit = "connect_timeout", "WebSocket handshake timed out")
-                        }
+                    if let Some(stream) = ws::upgrade(stream, peer, &ws, timeout).await {
+                        h.serve_connection(stream, Identity::new(peer)).await;
                     }
                 });
             }

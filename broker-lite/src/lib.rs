@@ -23,7 +23,7 @@ mod store;
 mod sys;
 mod transport;
 mod trie;
-mod ws;
+pub mod ws;
 
 pub use auth::{
     AllowAll, AuthExchange, AuthFuture, AuthStep, Authorizer, ClientInfo, ConnectRequest,

@@ -1,5 +1,5 @@
 //! MQTT over WebSockets: subprotocol `mqtt`, binary frames, one packet split over two
-//! frames and several packets in one frame.
+//! frames and several packets in one frame; another path than the endpoint's gets 404.
 
 mod support;
 
@@ -73,4 +73,22 @@ async fn websocket_client_with_split_and_merged_frames() {
     sub.ack(&p).await;
     assert_eq!(sub.recv_publish().await.payload, "second");
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn another_path_is_refused_with_404_and_the_listener_keeps_serving() {
+    let b = TestBroker::start(settings()).await;
+    let request = format!("ws://{}/not-mqtt", b.ws_addr)
+        .into_client_request()
+        .unwrap();
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 404)
+        }
+        other => panic!("expected a 404 refusal, got {other:?}"),
+    }
+    let request = format!("ws://{}/mqtt", b.ws_addr)
+        .into_client_request()
+        .unwrap();
+    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
 }

@@ -69,9 +69,6 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// The WebSocket handshake failed (not an HTTP upgrade, wrong path, bad headers).
-    #[error("WebSocket handshake: {0}")]
-    WebSocket(String),
     /// A client broke the MQTT session rules (standalone proxy).
     #[error("client protocol violation: {0}")]
     ClientProtocol(&'static str),

@@ -11,7 +11,6 @@ pub mod password;
 mod security;
 pub mod ssh;
 pub mod tls;
-pub mod ws;
 
 pub use error::Error;
 pub use security::Security;

@@ -42,6 +42,10 @@ impl TestBroker {
             .with_env_filter("mqgate_broker_lite=debug")
             .with_test_writer()
             .try_init();
+        let ws_settings = mqgate_broker_lite::ws::WsSettings {
+            path: "/mqtt".to_owned(),
+            max_packet_size: settings.max_packet_size,
+        };
         let broker = Broker::start(settings, authorizer).await.unwrap();
         let handle = broker.handle();
         let stop = CancellationToken::new();
@@ -58,6 +62,7 @@ impl TestBroker {
             ws,
             handle.clone(),
             stop.clone(),
+            ws_settings,
         ));
         TestBroker {
             broker: Some(broker),

@@ -19,7 +19,7 @@ use mqgate_broker_lite::Identity;
 
 use crate::security::Security;
 use crate::tls::{accept_tls, TlsAcceptorSource, TlsServeOptions};
-use crate::ws::{upgrade, WsSettings};
+use mqgate_broker_lite::ws::{upgrade, WsSettings};
 
 pub use session::{forward_connection, ForwardSettings};
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::tls::serve::{accept_tls, TlsServeOptions};
 use crate::tls::source::TlsAcceptorSource;
-use crate::ws::{upgrade, WsSettings};
+use mqgate_broker_lite::ws::{upgrade, WsSettings};
 
 /// Serves MQTT over secure WebSockets on `listener` until `shutdown`: TLS as
 /// [`serve_tls_with`](crate::tls::serve_tls_with) does, then the WebSocket handshake
