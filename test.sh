@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every mqgate test. On a fresh Debian/Ubuntu machine it first installs what the
 # tests talk to: mosquitto (the cloud broker in bridge tests), mosquitto_pub/_sub,
-# openssl and OpenSSH. Crates come through cargo.
+# openssl, OpenSSH and RabbitMQ (a two-node cluster as the bridge's upstream, started on
+# loopback by tests/support/rabbitmq-cluster.sh). Crates come through cargo.
 set -euo pipefail
 cd "$(dirname "$0")"
 
