@@ -1229,6 +1229,10 @@ impl<S: Transport> Conn<S> {
                         {
                             return Step::End(end);
                         }
+                        // Let the subscribers just woken write their deliveries before
+                        // this connection writes its acknowledgements (as mosquitto
+                        // does): a delivery's latency then excludes our own write.
+                        tokio::task::yield_now().await;
                     }
                 },
                 r = poll_fn(|cx| poll_front_ack(&mut acks, cx)), if waiting_ack => {

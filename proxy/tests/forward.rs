@@ -12,11 +12,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mqgate_broker_lite::ws::WsSettings;
 use mqgate_config::TlsListenerConfig;
 use mqgate_proxy::forward::{run_standalone, ForwardSettings, StandaloneListener};
 use mqgate_proxy::password::{Argon2Cost, VerifierSettings};
 use mqgate_proxy::tls::TlsAcceptorSource;
-use mqgate_broker_lite::ws::WsSettings;
 use mqgate_proxy::Security;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
