@@ -96,17 +96,7 @@ file = "{acl}"
         ),
     )
     .unwrap();
-    let data = tmp.path().join("data");
-    let mqgate = Mqgate::start_with_args(
-        &data,
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
+    let mqgate = Mqgate::start_with_config(&tmp.path().join("data"), &config);
     let tls_port = mqgate.listener("tls").expect("tls listener logged").port();
     let tcp_port = mqgate.addr.port();
 
@@ -263,17 +253,7 @@ file = "{acl}"
         ),
     )
     .unwrap();
-    let data = tmp.path().join("data");
-    let mqgate = Mqgate::start_with_args(
-        &data,
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
+    let mqgate = Mqgate::start_with_config(&tmp.path().join("data"), &config);
     let tls_port = mqgate.listener("tls").expect("tls listener logged").port();
     let publish = |cert: &Path, key: &Path, topic: &str, message: &str| {
         Command::new("mosquitto_pub")

@@ -92,10 +92,7 @@ fn start_run(tmp: &Path, ca: &Path) -> Mqgate {
         acl.display()
     );
     std::fs::write(&config, text).unwrap();
-    let data = tmp.join("data");
-    let config = config.to_str().unwrap();
-    let data_dir = data.to_str().unwrap();
-    Mqgate::start_with_args(&data, &["run", "--config", config, "--data-dir", data_dir])
+    Mqgate::start_with_config(&tmp.join("data"), &config)
 }
 
 // ---- a WebSocket-over-TLS MQTT 3.1.1 client ----------------------------------------

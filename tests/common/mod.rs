@@ -35,6 +35,14 @@ impl Mqgate {
         Mqgate::start_with_args(data_dir, &args)
     }
 
+    /// Starts `mqgate run --config CONFIG --data-dir DATA_DIR` (the listeners are the
+    /// config file's) and waits until it logs that its listeners are ready.
+    pub fn start_with_config(data_dir: &Path, config: &Path) -> Mqgate {
+        let config = config.to_str().expect("utf-8 temp path");
+        let dir = data_dir.to_str().expect("utf-8 temp path");
+        Mqgate::start_with_args(data_dir, &["run", "--config", config, "--data-dir", dir])
+    }
+
     /// Starts the binary with exactly `args` and waits for the MQTT listener's ready line.
     pub fn start_with_args(data_dir: &Path, args: &[&str]) -> Mqgate {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mqgate"))
