@@ -22,7 +22,10 @@ mod common;
 use std::time::Instant;
 
 use bridge_support::rabbitmq::RabbitCluster;
-use bridge_support::{gateway_config, payloads, publish_all, sock, subscribe, Received, DEADLINE};
+use bridge_support::{
+    gateway_config, payloads, publish_all, publish_in_background, sock, subscribe, Received,
+    DEADLINE,
+};
 use common::Mqgate;
 use rumqttc::QoS;
 
@@ -223,22 +226,14 @@ async fn bridging_to_a_rabbitmq_cluster_with_its_quirks_and_failover() {
         gw.logs()
     );
     const F: usize = 4_000;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut tx = Some(tx);
-    let publishing = tokio::spawn(publish_all(
+    let (publishing, rx) = publish_in_background(
         gw.addr,
         "pub-fo",
         "sensors/fo",
         QoS::AtLeastOnce,
         payloads("f", 0..F),
-        move |n| {
-            if n == F / 4 {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(());
-                }
-            }
-        },
-    ));
+        F / 4,
+    );
     rx.await.unwrap();
     let stop = Instant::now();
     let cluster = tokio::task::spawn_blocking(move || {

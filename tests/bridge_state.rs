@@ -9,7 +9,8 @@ mod common;
 use std::time::Instant;
 
 use bridge_support::{
-    gateway_config, payloads, publish_all, sock, subscribe, wait_until, BlackHole, Cloud, DEADLINE,
+    gateway_config, payloads, publish_in_background, sock, subscribe, wait_until, BlackHole, Cloud,
+    DEADLINE,
 };
 use common::Mqgate;
 use rumqttc::QoS;
@@ -85,22 +86,14 @@ async fn a_silent_uplink_cut_is_noticed_by_keepalive_and_nothing_is_lost() {
     assert!(gw.wait_for_log("bridge: connected upstream", DEADLINE));
     assert!(gw.wait_for_log("bridge: subscribed to the local broker", DEADLINE));
 
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut tx = Some(tx);
-    let publishing = tokio::spawn(publish_all(
+    let (publishing, rx) = publish_in_background(
         gw.addr,
         "publisher",
         "sensors/t",
         QoS::AtLeastOnce,
         payloads("s", 0..N),
-        move |n| {
-            if n == N / 3 {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(());
-                }
-            }
-        },
-    ));
+        N / 3,
+    );
     rx.await.unwrap();
     relay.cut();
     let cut_at = Instant::now();

@@ -9,7 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bridge_support::{
-    gateway_config, payloads, publish_all, sock, subscribe, Cloud, ProcUsage, DEADLINE,
+    gateway_config, payloads, publish_all, publish_in_background, sock, subscribe, Cloud,
+    ProcUsage, DEADLINE,
 };
 use common::Mqgate;
 use rumqttc::QoS;
@@ -66,22 +67,14 @@ async fn twenty_thousand_qos1_messages_survive_an_uplink_outage() {
     let gw = start_gateway(&dir.path().join("gw"), &config);
 
     let started = Instant::now();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut tx = Some(tx);
-    let publishing = tokio::spawn(publish_all(
+    let (publishing, rx) = publish_in_background(
         gw.addr,
         "publisher",
         "sensors/t",
         QoS::AtLeastOnce,
         payloads("m", 0..N),
-        move |n| {
-            if n == N / 4 {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(());
-                }
-            }
-        },
-    ));
+        N / 4,
+    );
     rx.await.unwrap();
     cloud.stop();
     let outage_started = Instant::now();
@@ -258,22 +251,14 @@ async fn qos2_is_delivered_exactly_once_across_reconnects() {
     let config = gateway_config(dir.path(), &toml);
     let gw = start_gateway(&dir.path().join("gw"), &config);
 
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut tx = Some(tx);
-    let publishing = tokio::spawn(publish_all(
+    let (publishing, rx) = publish_in_background(
         gw.addr,
         "publisher",
         "sensors/q2",
         QoS::ExactlyOnce,
         payloads("e", 0..N),
-        move |n| {
-            if n == N / 2 {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(());
-                }
-            }
-        },
-    ));
+        N / 2,
+    );
     rx.await.unwrap();
     // Cut the uplink in the middle of QoS 2 exchanges; the persistent sessions on both
     // sides, the same packet ids and the PUBRELs resent after reconnect keep it exact.

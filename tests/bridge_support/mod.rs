@@ -256,6 +256,35 @@ pub async fn publish_all(
     acked
 }
 
+/// Runs [`publish_all`] in the background; the receiver fires once `signal_after`
+/// messages are acknowledged (to cut the uplink mid-stream, for example).
+pub fn publish_in_background(
+    addr: SocketAddr,
+    client_id: &str,
+    topic: &str,
+    qos: QoS,
+    payloads: Vec<String>,
+    signal_after: usize,
+) -> (
+    tokio::task::JoinHandle<usize>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut tx = Some(tx);
+    let (client_id, topic) = (client_id.to_owned(), topic.to_owned());
+    let publishing = tokio::spawn(async move {
+        publish_all(addr, &client_id, &topic, qos, payloads, move |n| {
+            if n == signal_after {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        })
+        .await
+    });
+    (publishing, rx)
+}
+
 /// `count` payloads `"<prefix>-<i>"`.
 pub fn payloads(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}-{i}")).collect()
