@@ -22,7 +22,7 @@ use crate::settings::BrokerSettings;
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::sys;
-use crate::transport::{Transport, Unparkable};
+use crate::transport::{Tcp, Transport, Unparkable};
 use crate::ws;
 
 struct Inner {
@@ -216,7 +216,7 @@ pub async fn serve_tcp(listener: TcpListener, handle: BrokerHandle, shutdown: Ca
                 if let Some(permit) = handle.admit(peer) {
                     // On a runner (no task allocated per connection, see `runner.rs`),
                     // boxed: a plain allocation the next connection reuses.
-                    let conn = handle.connection(stream, Identity::new(peer), permit);
+                    let conn = handle.connection(Tcp::new(stream), Identity::new(peer), permit);
                     handle.inner.runners.spawn(Box::pin(conn));
                 }
             }

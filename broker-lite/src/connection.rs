@@ -29,13 +29,13 @@ use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
 use crate::alias::{AliasError, InboundAliases, OutAlias, OutboundAliases};
 use crate::auth::{AuthExchange, AuthStep, ClientInfo, ConnectRequest, Identity, WillRequest};
-use crate::core::{Core, OwnerGuard, PendingWill, RouteOutcome, Session};
+use crate::core::{Core, Direct, OwnerGuard, PendingWill, RouteOutcome, Session, Slot};
 use crate::message::{now_ms, Message};
 use crate::router::SubOpts;
 use crate::session::{Limits, Transmit};
 use crate::stats::Stats;
 use crate::store::Ack;
-use crate::transport::Transport;
+use crate::transport::{Tcp, Transport};
 
 /// Stop encoding more deliveries once this much is waiting to be written.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -150,7 +150,9 @@ pub(crate) fn serve<S: Transport>(
         version: ProtocolVersion::V3_1_1,
         identity,
         need_flush: false,
+        woke: false,
         v5: V5State::default(),
+        lent: None,
         _permit: permit,
     };
     conn.run(None).instrument(span)
@@ -203,7 +205,7 @@ pub(crate) fn resume(
             },
         };
         let stream = match TcpStream::from_std(socket) {
-            Ok(s) => s,
+            Ok(s) => Tcp::new(s),
             Err(e) => {
                 core.stats.sub_connected();
                 let end = End::Io(e);
@@ -221,7 +223,9 @@ pub(crate) fn resume(
             version,
             identity,
             need_flush: false,
+            woke: false,
             v5,
+            lent: None,
             _permit: permit,
         };
         conn.run(Some(Box::new((att, will, last_read)))).await;
@@ -296,7 +300,14 @@ struct Conn<S> {
     /// What the transport said about the peer (also for re-authentication).
     identity: Identity,
     need_flush: bool,
+    /// A subscriber's task was woken by what this connection published: let it write
+    /// before this connection writes its acknowledgements.
+    woke: bool,
     v5: V5State,
+    /// The session this connection lent its socket to (direct delivery, see
+    /// `core::Direct`). While lent, the connection writes nothing: it takes the socket
+    /// back first ([`Conn::reclaim`]).
+    lent: Option<Arc<Session>>,
     /// The connection's `max_connections` slot.
     _permit: OwnedSemaphorePermit,
 }
@@ -452,8 +463,12 @@ impl<S: Transport> Conn<S> {
             }
         };
         let end = loop {
-            match self.serve_session(&att, last_read).await {
+            let step = self.serve_session(&att, last_read).await;
+            self.reclaim();
+            match step {
                 Step::End(end) => break end,
+                // A direct delivery cut short left bytes to write: serve on.
+                Step::Park(at) if !self.wbuf.is_empty() => last_read = at,
                 Step::Park(at) => {
                     last_read = at;
                     let Some(parker) = self.core.parker.get().cloned() else {
@@ -660,6 +675,7 @@ impl<S: Transport> Conn<S> {
     }
 
     fn encode(&mut self, packet: &Packet) {
+        self.reclaim();
         if let Err(e) = encode_packet(packet, self.version, &mut self.wbuf) {
             warn!(error = %e, packet = ?packet.packet_type(), "cannot encode an outgoing packet");
         }
@@ -1086,6 +1102,50 @@ impl<S: Transport> Conn<S> {
         }
     }
 
+    /// Lends the socket to the session for direct delivery (`core::Direct`) if the
+    /// connection is idle: nothing to write, a 3.1/3.1.1 client on plain TCP with
+    /// subscriptions, still the session's current connection.
+    fn lend(&mut self, att: &Attached) {
+        if self.lent.is_some() || !self.wbuf.is_empty() || self.version.is_v5() {
+            return;
+        }
+        let Some(stream) = self.stream.lendable() else {
+            return;
+        };
+        let session = &att.session;
+        let mut slot = session.slot.lock();
+        if slot.state.subscriptions.is_empty()
+            || !matches!(slot.direct, Direct::Off)
+            || session.attach_seq.load(Ordering::SeqCst) != att.seq
+        {
+            return;
+        }
+        slot.direct = Direct::Lent(stream.clone());
+        drop(slot);
+        self.lent = Some(Arc::clone(session));
+    }
+
+    /// Takes the socket back from the session, if lent, before writing anything.
+    fn reclaim(&mut self) {
+        if let Some(session) = self.lent.clone() {
+            let mut slot = session.slot.lock();
+            self.reclaim_locked(&mut slot);
+        }
+    }
+
+    /// [`Conn::reclaim`] with the session's lock held: what a direct write left unwritten
+    /// goes first in the write buffer.
+    fn reclaim_locked(&mut self, slot: &mut Slot) {
+        if self.lent.take().is_none() {
+            return;
+        }
+        if let Direct::Rest(rest) = std::mem::take(&mut slot.direct) {
+            let mut wbuf = *rest;
+            wbuf.extend_from_slice(&self.wbuf);
+            self.wbuf = wbuf;
+        }
+    }
+
     /// Completes an inflight delivery that could not be sent (too large for the client).
     fn forget_inflight(&self, session: &Session, pkid: u16) {
         let done = session.slot.lock().state.drop_inflight(pkid);
@@ -1102,6 +1162,7 @@ impl<S: Transport> Conn<S> {
         let mut full = false;
         let mut oversize = Vec::new();
         let mut slot = session.slot.lock();
+        self.reclaim_locked(&mut slot);
         loop {
             if self.wbuf.len() >= WRITE_HIGH_WATER {
                 full = true;
@@ -1164,7 +1225,17 @@ impl<S: Transport> Conn<S> {
         let mut blocked: Vec<Arc<Session>> = Vec::new();
         let mut space = None;
         let mut want_fill = true;
+        // Deliveries written directly (`core::Direct`) do not wake this task: the
+        // session's delivery count tells the parking timer that the client is active.
+        let mut deliveries_seen = session.slot.lock().state.next_seq();
         let max = self.core.settings.max_packet_size;
+        // Shutdown reaches an attached connection as a kick of its session (`kick_all`
+        // follows the cancellation), so the loop does not poll the broker-wide token:
+        // every connection would lock its mutex on every turn. A session attached after
+        // `kick_all` ran sees the cancellation here.
+        if self.shutdown.is_cancelled() {
+            return Step::End(End::Shutdown);
+        }
         loop {
             if let Some(end) = self.kicked(att) {
                 return Step::End(end);
@@ -1177,6 +1248,7 @@ impl<S: Transport> Conn<S> {
                 want_fill = self.fill(session);
             }
             self.flush_ready_acks(&mut acks);
+            self.lend(att);
             if space.is_none() && !blocked.is_empty() {
                 let targets = std::mem::take(&mut blocked);
                 space = Some(Box::pin(wait_for_space(targets, self.core.limits)));
@@ -1191,7 +1263,6 @@ impl<S: Transport> Conn<S> {
             let need_flush = self.need_flush;
             tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => return Step::End(End::Shutdown),
                 _ = &mut timer => {
                     let now = Instant::now();
                     if att.keep_alive > 0 && now >= last_read + keep_alive_timeout(att.keep_alive) {
@@ -1199,9 +1270,11 @@ impl<S: Transport> Conn<S> {
                     }
                     if now >= last_active + PARK_AFTER {
                         let idle = acks.is_empty() && blocked.is_empty() && space.is_none() && !want_fill;
-                        if idle && self.can_park() {
+                        let delivered = session.slot.lock().state.next_seq();
+                        if idle && delivered == deliveries_seen && self.can_park() {
                             return Step::Park(last_read);
                         }
+                        deliveries_seen = delivered;
                         last_active = now;
                     }
                     timer.as_mut().reset(next_timer(last_read, last_active));
@@ -1232,7 +1305,10 @@ impl<S: Transport> Conn<S> {
                         // Let the subscribers just woken write their deliveries before
                         // this connection writes its acknowledgements (as mosquitto
                         // does): a delivery's latency then excludes our own write.
-                        tokio::task::yield_now().await;
+                        // (A direct delivery is already written.)
+                        if std::mem::take(&mut self.woke) {
+                            tokio::task::yield_now().await;
+                        }
                     }
                 },
                 r = poll_fn(|cx| poll_front_ack(&mut acks, cx)), if waiting_ack => {
@@ -1472,6 +1548,9 @@ impl<S: Transport> Conn<S> {
         Stats::add(&self.core.stats.messages_received, 1);
         let fresh = p.qos != QoS::ExactlyOnce || session.slot.lock().state.incoming_qos2(p.pkid);
         let mut outcome = RouteOutcome::default();
+        // No further packet buffered: a publisher at a low rate, where writing the
+        // delivery from here saves the subscriber's task a wake-up.
+        outcome.direct = self.rbuf.is_empty();
         let mut reason = ReasonCode::Success;
         if fresh {
             if p.topic.starts_with("$SYS") {
@@ -1531,6 +1610,7 @@ impl<S: Transport> Conn<S> {
                 }
             }
         }
+        self.woke |= outcome.woke;
         for b in outcome.blocked {
             if !Arc::ptr_eq(&b, session) && !blocked.iter().any(|x| Arc::ptr_eq(x, &b)) {
                 blocked.push(b);

@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use mqgate_protocol::{QoS, ReasonCode};
+use bytes::{Buf, Bytes, BytesMut};
+use mqgate_protocol::codec::{encode_packet, encoded_len};
+use mqgate_protocol::{Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode};
 use parking_lot::{Mutex, RwLock};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::{Authorizer, ClientInfo};
 use crate::message::{now_ms, Delivery, Message, SubIds};
@@ -30,11 +32,34 @@ use crate::settings::BrokerSettings;
 use crate::stats::Stats;
 use crate::store::{Ack, Model, Record, Store, StoredProps};
 
+/// Direct delivery: a publisher writes a delivery straight into the subscriber's socket
+/// instead of queueing it and waking the subscriber's connection task. It saves a task
+/// wake-up and a scheduling round between the publisher's read and the delivery, the
+/// path mosquitto's single loop takes; see [`Core::publish`] for when it is used.
+#[derive(Debug, Default)]
+pub(crate) enum Direct {
+    /// The connection writes its own socket.
+    #[default]
+    Off,
+    /// The attached connection is idle (nothing buffered to write) and lent its socket:
+    /// it writes nothing until it takes the socket back under the slot lock.
+    Lent(Arc<TcpStream>),
+    /// A direct write was cut short: these bytes go out before anything else the
+    /// connection writes (it takes them when it takes the socket back).
+    Rest(Box<BytesMut>),
+}
+
+/// Most sessions one message is written to directly: a larger fan-out is left to the
+/// subscribers' own tasks, which write on both cores and batch their writes.
+const DIRECT_MAX_TARGETS: usize = 4;
+
 /// A session's mutable part, behind one lock.
 #[derive(Debug)]
 pub(crate) struct Slot {
     /// The sans-IO queue/inflight state.
     pub state: SessionState,
+    /// Direct delivery into the attached connection's socket.
+    pub direct: Direct,
     /// Who the client is (for delivery authorization).
     pub client: Arc<ClientInfo>,
     /// Messages dropped for this session (drives log rate limiting).
@@ -91,6 +116,7 @@ impl Session {
             persistent: expiry > 0,
             slot: Mutex::new(Slot {
                 state: SessionState::new(),
+                direct: Direct::Off,
                 client,
                 dropped: 0,
                 expiry,
@@ -189,6 +215,11 @@ pub(crate) struct RouteOutcome {
     pub matched: usize,
     /// Of those, sessions that dropped it because their queue was full.
     pub dropped: usize,
+    /// Set by the caller: it may write deliveries into idle subscribers' sockets itself
+    /// (a publisher with no further packet buffered, see [`Direct`]).
+    pub direct: bool,
+    /// Set by routing: a subscriber's connection task was woken to write a delivery.
+    pub woke: bool,
     message_persisted: bool,
 }
 
@@ -835,6 +866,7 @@ impl Core {
         if targets.len() > 1 {
             targets.sort_unstable_by_key(|t| t.0);
         }
+        outcome.direct &= targets.len() <= DIRECT_MAX_TARGETS;
         let mut rest = targets.as_slice();
         while let Some(first) = rest.first() {
             let n = rest.iter().take_while(|t| t.0 == first.0).count();
@@ -901,6 +933,7 @@ impl Core {
             }
         }
         let online = slot.state.online();
+        let sole = matches!(result, Enqueued::Queued);
         match result {
             Enqueued::Queued | Enqueued::SkippedOffline => {}
             Enqueued::QueuedOverLimit => outcome.blocked.push(session.clone()),
@@ -929,12 +962,74 @@ impl Core {
                 kick = true;
             }
         }
+        let written = outcome.direct && sole && self.deliver_direct(session, &mut slot);
         drop(slot);
         if kick {
             self.kick(session, ReasonCode::QuotaExceeded);
-        } else if online && queued {
+        } else if online && queued && !written {
             self.wake(session);
+            outcome.woke = true;
         }
+    }
+
+    /// Direct delivery (see [`Direct`]): if the connection lent its socket and the
+    /// delivery just queued is the only one and may be sent now, moves it into the
+    /// inflight window and writes it (3.1/3.1.1 framing: only such connections lend).
+    /// True if it was written whole. A write cut short (or refused: a full socket
+    /// buffer, an error) leaves the unwritten bytes in [`Direct::Rest`] and returns
+    /// false: the connection, woken by the caller, writes them first.
+    fn deliver_direct(&self, session: &Session, slot: &mut Slot) -> bool {
+        let Slot { state, direct, .. } = slot;
+        let Direct::Lent(stream) = direct else {
+            return false;
+        };
+        let now = now_ms();
+        if !state.sole_pending_sendable(&self.limits, now) {
+            return false;
+        }
+        let Some(Transmit::Publish { pkid, delivery, .. }) = state.poll_transmit(&self.limits, now)
+        else {
+            return false;
+        };
+        if delivery.qos == QoS::ExactlyOnce {
+            self.note_sent_qos2(session, delivery.seq, pkid);
+        }
+        let packet = Packet::Publish(Publish {
+            dup: false,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic: delivery.msg.topic.clone(),
+            pkid,
+            payload: delivery.msg.payload.clone(),
+            properties: Properties::default(),
+        });
+        let version = ProtocolVersion::V3_1_1;
+        let mut buf = BytesMut::with_capacity(encoded_len(&packet, version));
+        if let Err(e) = encode_packet(&packet, version, &mut buf) {
+            // As the connection does: logged, and the delivery counts as sent.
+            warn!(error = %e, packet = "PUBLISH", "cannot encode an outgoing packet");
+            return true;
+        }
+        let written = match stream.try_write(&buf) {
+            Ok(n) => n,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    debug!(client_id = %session.client_id(), error = %e,
+                        "direct delivery failed; the connection will see the error");
+                }
+                0
+            }
+        };
+        Stats::add(&self.stats.messages_sent, 1);
+        Stats::add(&self.stats.bytes_sent, written as u64);
+        Stats::add(&self.stats.deliveries_direct, 1);
+        if written == buf.len() {
+            return true;
+        }
+        Stats::add(&self.stats.deliveries_direct_cut, 1);
+        buf.advance(written);
+        *direct = Direct::Rest(Box::new(buf));
+        false
     }
 
     /// Wakes the connection attached to `session`: notifies it, or unparks it if parked.

@@ -122,6 +122,11 @@ impl SessionState {
         seq
     }
 
+    /// The sequence number the next delivery gets: it moves with every delivery.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Whether a connection is attached.
     pub fn online(&self) -> bool {
         self.online
@@ -270,6 +275,20 @@ impl SessionState {
             dup: false,
             delivery,
         })
+    }
+
+    /// True if the only queued message can be sent now (not expired at `now`, and a
+    /// QoS 1/2 one fits the inflight window): [`SessionState::poll_transmit`] then
+    /// returns it as a PUBLISH. Direct delivery (`core.rs`) sends it without the queue.
+    pub fn sole_pending_sendable(&self, limits: &Limits, now: u64) -> bool {
+        match self.pending.front() {
+            Some(front) if self.pending.len() == 1 => {
+                !front.msg.expired(now)
+                    && (front.qos == QoS::AtMostOnce
+                        || self.inflight.len() < limits.max_inflight.max(1))
+            }
+            _ => false,
+        }
     }
 
     /// What to resend when a client resumes the session: every inflight message in the

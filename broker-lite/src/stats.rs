@@ -24,6 +24,12 @@ pub struct Stats {
     pub packets_too_large: AtomicU64,
     /// Idle TCP connections parked now (no task, see `ARCHITECTURE.md`).
     pub connections_parked: AtomicU64,
+    /// Deliveries a publisher wrote straight into an idle subscriber's socket (direct
+    /// delivery, see `ARCHITECTURE.md`); also counted in `messages_sent`.
+    pub deliveries_direct: AtomicU64,
+    /// Direct deliveries the socket did not take whole: the subscriber's connection
+    /// wrote the rest.
+    pub deliveries_direct_cut: AtomicU64,
 }
 
 impl Stats {

@@ -1,10 +1,12 @@
 //! The streams a connection runs over, and which of them can park while idle: plain TCP
-//! sockets can leave tokio for the parking set (`park.rs`); any other stream (WebSocket,
-//! TLS, SSH channels) stays in its task.
+//! sockets can leave tokio for the parking set (`park.rs`) and can be lent to publishers
+//! for direct delivery (`core.rs`); any other stream (WebSocket, TLS, SSH channels) stays
+//! in its task.
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -15,15 +17,101 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn parkable(&self) -> bool;
     /// Takes the socket out of tokio (only called if [`Transport::parkable`]).
     fn into_socket(self) -> io::Result<std::net::TcpStream>;
+    /// The socket, if publishers may write deliveries straight into it while the
+    /// connection is idle (plain TCP).
+    fn lendable(&self) -> Option<&Arc<TcpStream>> {
+        None
+    }
 }
 
-impl Transport for TcpStream {
+/// A plain TCP connection. The socket is reference-counted so that, while the connection
+/// is idle, its session can lend it to publishers (direct delivery, `core.rs`); the
+/// connection itself reads and writes only while the socket is not lent.
+pub(crate) struct Tcp(Arc<TcpStream>);
+
+impl Tcp {
+    /// Wraps an accepted (or resumed) socket.
+    pub fn new(stream: TcpStream) -> Tcp {
+        Tcp(Arc::new(stream))
+    }
+}
+
+impl Transport for Tcp {
     fn parkable(&self) -> bool {
         true
     }
 
     fn into_socket(self) -> io::Result<std::net::TcpStream> {
-        self.into_std()
+        match Arc::try_unwrap(self.0) {
+            Ok(stream) => stream.into_std(),
+            Err(_) => Err(io::Error::other("the socket is still lent to publishers")),
+        }
+    }
+
+    fn lendable(&self) -> Option<&Arc<TcpStream>> {
+        Some(&self.0)
+    }
+}
+
+impl AsyncRead for Tcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r.map(|_| ())),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Tcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Arc::get_mut(&mut self.0) {
+            Some(stream) => Pin::new(stream).poll_shutdown(cx),
+            // Still lent (never at a connection's end): the socket closes when dropped.
+            None => Poll::Ready(Ok(())),
+        }
     }
 }
 

@@ -136,6 +136,15 @@ pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, pkid: u16) -
 }
 
 impl Raw {
+    /// A client over an already connected socket (no CONNECT sent yet).
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+            version: ProtocolVersion::V3_1_1,
+        }
+    }
+
     pub async fn open(addr: SocketAddr) -> Raw {
         Raw {
             stream: TcpStream::connect(addr).await.unwrap(),
