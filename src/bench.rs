@@ -5,6 +5,7 @@
 //! its own CPU share beside the broker's (from `/proc/<pid>/stat`), so that a reader can
 //! see the generator is not the bottleneck. Every scenario prints one `RESULT` line.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -486,7 +487,9 @@ fn print_result(label: &str, scenario: &str, value: f64, unit: &str, usage: &Usa
         .disk_bytes_per_msg
         .map(|d| format!(" broker_disk_bytes_per_msg={d:.0}"))
         .unwrap_or_default();
-    println!(
+    // Not `println!`: a reader that closed the pipe early (`| head -1`) must not panic.
+    let _ = writeln!(
+        std::io::stdout().lock(),
         "RESULT broker={label} scenario=\"{scenario}\" value={value:.0} unit={unit} generator_cpu={:.0}% broker_cpu={broker}{disk}",
         usage.generator
     );
