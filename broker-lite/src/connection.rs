@@ -29,7 +29,7 @@ use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
 use crate::alias::{AliasError, InboundAliases, OutAlias, OutboundAliases};
 use crate::auth::{AuthExchange, AuthStep, ClientInfo, ConnectRequest, Identity, WillRequest};
-use crate::core::{Core, Direct, OwnerGuard, PendingWill, RouteOutcome, Session, Slot};
+use crate::core::{Core, OwnerGuard, PendingWill, RouteOutcome, Session, Slot};
 use crate::message::{now_ms, Message};
 use crate::router::SubOpts;
 use crate::session::{Limits, Transmit};
@@ -305,7 +305,7 @@ struct Conn<S> {
     woke: bool,
     v5: V5State,
     /// The session this connection lent its socket to (direct delivery, see
-    /// `core::Direct`). While lent, the connection writes nothing: it takes the socket
+    /// `Slot::direct`). While lent, the connection writes nothing: it takes the socket
     /// back first ([`Conn::reclaim`]).
     lent: Option<Arc<Session>>,
     /// The connection's `max_connections` slot.
@@ -1102,7 +1102,7 @@ impl<S: Transport> Conn<S> {
         }
     }
 
-    /// Lends the socket to the session for direct delivery (`core::Direct`) if the
+    /// Lends the socket to the session for direct delivery (`Slot::direct`) if the
     /// connection is idle: nothing to write, a 3.1/3.1.1 client on plain TCP with
     /// subscriptions, still the session's current connection.
     fn lend(&mut self, att: &Attached) {
@@ -1115,12 +1115,12 @@ impl<S: Transport> Conn<S> {
         let session = &att.session;
         let mut slot = session.slot.lock();
         if slot.state.subscriptions.is_empty()
-            || !matches!(slot.direct, Direct::Off)
+            || slot.direct.is_some()
             || session.attach_seq.load(Ordering::SeqCst) != att.seq
         {
             return;
         }
-        slot.direct = Direct::Lent(stream.clone());
+        slot.direct = Some(stream.clone());
         drop(slot);
         self.lent = Some(Arc::clone(session));
     }
@@ -1129,20 +1129,20 @@ impl<S: Transport> Conn<S> {
     fn reclaim(&mut self) {
         if let Some(session) = self.lent.clone() {
             let mut slot = session.slot.lock();
-            self.reclaim_locked(&mut slot);
+            self.reclaim_locked(&session, &mut slot);
         }
     }
 
     /// [`Conn::reclaim`] with the session's lock held: what a direct write left unwritten
     /// goes first in the write buffer.
-    fn reclaim_locked(&mut self, slot: &mut Slot) {
+    fn reclaim_locked(&mut self, session: &Session, slot: &mut Slot) {
         if self.lent.take().is_none() {
             return;
         }
-        if let Direct::Rest(rest) = std::mem::take(&mut slot.direct) {
-            let mut wbuf = *rest;
-            wbuf.extend_from_slice(&self.wbuf);
-            self.wbuf = wbuf;
+        slot.direct = None;
+        if let Some(mut rest) = self.core.take_cut_write(session, slot) {
+            rest.extend_from_slice(&self.wbuf);
+            self.wbuf = rest;
         }
     }
 
@@ -1162,7 +1162,7 @@ impl<S: Transport> Conn<S> {
         let mut full = false;
         let mut oversize = Vec::new();
         let mut slot = session.slot.lock();
-        self.reclaim_locked(&mut slot);
+        self.reclaim_locked(session, &mut slot);
         loop {
             if self.wbuf.len() >= WRITE_HIGH_WATER {
                 full = true;
@@ -1225,7 +1225,7 @@ impl<S: Transport> Conn<S> {
         let mut blocked: Vec<Arc<Session>> = Vec::new();
         let mut space = None;
         let mut want_fill = true;
-        // Deliveries written directly (`core::Direct`) do not wake this task: the
+        // Deliveries written directly (`Slot::direct`) do not wake this task: the
         // session's delivery count tells the parking timer that the client is active.
         let mut deliveries_seen = session.slot.lock().state.next_seq();
         let max = self.core.settings.max_packet_size;

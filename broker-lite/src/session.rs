@@ -102,6 +102,9 @@ pub(crate) struct SessionState {
     /// A B-tree set (24 bytes, no allocation while empty): every session holds one.
     incoming_qos2: BTreeSet<u16>,
     online: bool,
+    /// A direct write to the client was cut short: its rest waits in the core
+    /// (`Core::take_cut_write`) and goes out before anything else.
+    pub direct_cut: bool,
     /// Granted subscriptions: filter → options.
     pub subscriptions: BTreeMap<String, SubOpts>,
 }
