@@ -54,6 +54,11 @@ const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// client that talks or receives more often than this keeps its task (no parking cost
 /// on its latency).
 const PARK_AFTER: Duration = Duration::from_millis(10);
+/// Each time the parking timer finds the connection still active, the idle time it
+/// waits for doubles, up to this: a busy connection's timer fires a few times a second,
+/// not 100 times (each firing is a wake-up of the connection's task and, often, of a
+/// second worker thread), and parks once idle this long.
+const PARK_AFTER_BUSY: Duration = Duration::from_millis(320);
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -1162,7 +1167,11 @@ impl<S: Transport> Conn<S> {
         let mut full = false;
         let mut oversize = Vec::new();
         let mut slot = session.slot.lock();
-        self.reclaim_locked(session, &mut slot);
+        // A lent socket stays lent if there is nothing to write (a PUBACK that only
+        // completed a direct delivery, say).
+        if !slot.state.nothing_queued() || slot.state.direct_cut {
+            self.reclaim_locked(session, &mut slot);
+        }
         loop {
             if self.wbuf.len() >= WRITE_HIGH_WATER {
                 full = true;
@@ -1212,14 +1221,15 @@ impl<S: Transport> Conn<S> {
         // One timer serves the keep-alive and parking; it is re-armed lazily when it
         // fires, not on every read.
         let mut last_active = Instant::now();
-        let next_timer = |last_read: Instant, last_active: Instant| {
-            let mut at = last_active + PARK_AFTER;
+        let mut park_after = PARK_AFTER;
+        let next_timer = |last_read: Instant, last_active: Instant, park_after: Duration| {
+            let mut at = last_active + park_after;
             if att.keep_alive > 0 {
                 at = at.min(last_read + keep_alive_timeout(att.keep_alive));
             }
             at
         };
-        let timer = sleep_until(next_timer(last_read, last_active));
+        let timer = sleep_until(next_timer(last_read, last_active, park_after));
         tokio::pin!(timer);
         let mut acks: VecDeque<PendingAck> = VecDeque::new();
         let mut blocked: Vec<Arc<Session>> = Vec::new();
@@ -1268,7 +1278,7 @@ impl<S: Transport> Conn<S> {
                     if att.keep_alive > 0 && now >= last_read + keep_alive_timeout(att.keep_alive) {
                         return Step::End(End::KeepAlive);
                     }
-                    if now >= last_active + PARK_AFTER {
+                    if now >= last_active + park_after {
                         let idle = acks.is_empty() && blocked.is_empty() && space.is_none() && !want_fill;
                         let delivered = session.slot.lock().state.next_seq();
                         if idle && delivered == deliveries_seen && self.can_park() {
@@ -1277,7 +1287,9 @@ impl<S: Transport> Conn<S> {
                         deliveries_seen = delivered;
                         last_active = now;
                     }
-                    timer.as_mut().reset(next_timer(last_read, last_active));
+                    // Still active: wait longer before the next look.
+                    park_after = (park_after * 2).min(PARK_AFTER_BUSY);
+                    timer.as_mut().reset(next_timer(last_read, last_active, park_after));
                 }
                 r = poll_fn(|cx| poll_io(&mut *stream, rbuf, wbuf, can_read.then_some(max), need_flush, cx)) => match r {
                     Err(e) => return Step::End(End::Io(e)),

@@ -140,6 +140,11 @@ impl SessionState {
         self.online = online;
     }
 
+    /// Nothing queued (in flight or not, messages may be waiting to be sent).
+    pub fn nothing_queued(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// Nothing queued and nothing in flight: the connection may park.
     pub fn is_idle(&self) -> bool {
         self.pending.is_empty() && self.inflight.is_empty()
