@@ -146,20 +146,14 @@ pub(crate) fn serve<S: Transport>(
     permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send + 'static {
     let span = info_span!("mqtt", peer = %identity.peer, client_id = field::Empty);
-    let conn = Conn {
+    let conn = Conn::new(
         core,
         shutdown,
         stream,
-        rbuf: BytesMut::new(),
-        wbuf: BytesMut::new(),
-        version: ProtocolVersion::V3_1_1,
         identity,
-        need_flush: false,
-        woke: false,
-        v5: V5State::default(),
-        lent: None,
-        _permit: permit,
-    };
+        (ProtocolVersion::V3_1_1, V5State::default()),
+        permit,
+    );
     conn.run(None).instrument(span)
 }
 
@@ -219,20 +213,7 @@ pub(crate) fn resume(
                 return;
             }
         };
-        let conn = Conn {
-            core,
-            shutdown,
-            stream,
-            rbuf: BytesMut::new(),
-            wbuf: BytesMut::new(),
-            version,
-            identity,
-            need_flush: false,
-            woke: false,
-            v5,
-            lent: None,
-            _permit: permit,
-        };
+        let conn = Conn::new(core, shutdown, stream, identity, (version, v5), permit);
         conn.run(Some(Box::new((att, will, last_read)))).await;
     }
     .instrument(span)
@@ -450,6 +431,32 @@ fn will(core: &Core, will: &LastWill, client: &ClientInfo, origin: u64) -> Optio
 }
 
 impl<S: Transport> Conn<S> {
+    /// A connection over `stream`, with nothing buffered, speaking `version` (with its
+    /// MQTT 5 state): fresh from accept, or resumed from parking.
+    fn new(
+        core: Arc<Core>,
+        shutdown: CancellationToken,
+        stream: S,
+        identity: Identity,
+        (version, v5): (ProtocolVersion, V5State),
+        permit: OwnedSemaphorePermit,
+    ) -> Conn<S> {
+        Conn {
+            core,
+            shutdown,
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            version,
+            identity,
+            need_flush: false,
+            woke: false,
+            v5,
+            lent: None,
+            _permit: permit,
+        }
+    }
+
     /// Runs the connection from CONNECT, or from where it parked (`resumed`: the
     /// attached session, the will, the last read), until it ends or parks again.
     /// One function, so that the future holds the `Conn` once.
@@ -1041,15 +1048,7 @@ impl<S: Transport> Conn<S> {
                 }
                 let msg = &delivery.msg;
                 if !self.version.is_v5() {
-                    self.encode(&Packet::Publish(Publish {
-                        dup,
-                        qos: delivery.qos,
-                        retain: delivery.retain,
-                        topic: msg.topic.clone(),
-                        pkid,
-                        payload: msg.payload.clone(),
-                        properties: Properties::default(),
-                    }));
+                    self.encode(&Packet::Publish(delivery.publish_v3(pkid, dup)));
                     Stats::add(&self.core.stats.messages_sent, 1);
                     return None;
                 }

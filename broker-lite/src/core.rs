@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use mqgate_protocol::codec::{encode_packet, encoded_len};
-use mqgate_protocol::{Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode};
+use mqgate_protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
 use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -988,15 +988,7 @@ impl Core {
         if delivery.qos == QoS::ExactlyOnce {
             self.note_sent_qos2(session, delivery.seq, pkid);
         }
-        let packet = Packet::Publish(Publish {
-            dup: false,
-            qos: delivery.qos,
-            retain: delivery.retain,
-            topic: delivery.msg.topic.clone(),
-            pkid,
-            payload: delivery.msg.payload.clone(),
-            properties: Properties::default(),
-        });
+        let packet = Packet::Publish(delivery.publish_v3(pkid, false));
         let version = ProtocolVersion::V3_1_1;
         let mut buf = BytesMut::with_capacity(encoded_len(&packet, version));
         if let Err(e) = encode_packet(&packet, version, &mut buf) {

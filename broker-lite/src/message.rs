@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use mqgate_protocol::{Properties, QoS};
+use mqgate_protocol::{Properties, Publish, QoS};
 
 /// Milliseconds since the Unix epoch: the clock of absolute deadlines (message expiry,
 /// session expiry), which must stay meaningful across a restart.
@@ -97,4 +97,20 @@ pub struct Delivery {
     pub retain: bool,
     /// Subscription identifiers of the matching subscriptions (MQTT 5).
     pub sub_ids: SubIds,
+}
+
+impl Delivery {
+    /// The PUBLISH that carries this delivery to a 3.1/3.1.1 client as packet `pkid`
+    /// (no properties: an MQTT 5 client's PUBLISH is built by its connection).
+    pub fn publish_v3(&self, pkid: u16, dup: bool) -> Publish {
+        Publish {
+            dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: self.msg.topic.clone(),
+            pkid,
+            payload: self.msg.payload.clone(),
+            properties: Properties::default(),
+        }
+    }
 }
