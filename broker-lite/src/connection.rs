@@ -1230,6 +1230,10 @@ impl<S: Transport> Conn<S> {
         };
         let timer = sleep_until(next_timer(last_read, last_active, park_after));
         tokio::pin!(timer);
+        // One waiter on the session's wake-ups for the whole loop (renewed when it fires),
+        // rather than one registered and removed on every turn.
+        let wake = session.wake.notified();
+        tokio::pin!(wake);
         let mut acks: VecDeque<PendingAck> = VecDeque::new();
         let mut blocked: Vec<Arc<Session>> = Vec::new();
         let mut space = None;
@@ -1292,33 +1296,29 @@ impl<S: Transport> Conn<S> {
                 }
                 r = poll_fn(|cx| poll_io(&mut *stream, rbuf, wbuf, can_read.then_some(max), need_flush, cx)) => match r {
                     Err(e) => return Step::End(End::Io(e)),
-                    Ok(IoEvent::Wrote(n)) => {
-                        self.wbuf.advance(n);
-                        if self.wbuf.is_empty() {
-                            // An idle connection holds no write buffer.
-                            self.wbuf = BytesMut::new();
-                        }
-                        self.need_flush = true;
-                        Stats::add(&self.core.stats.bytes_sent, n as u64);
-                    }
+                    Ok(IoEvent::Wrote(n)) => self.wrote(n),
                     Ok(IoEvent::Flushed) => self.need_flush = false,
                     Ok(IoEvent::Read(0)) => return Step::End(End::Eof),
                     Ok(IoEvent::Read(n)) => {
                         Stats::add(&self.core.stats.bytes_received, n as u64);
                         last_read = Instant::now();
                         last_active = last_read;
-                        if let Err(end) = Box::pin(self
-                            .process_buffered(att, &mut acks, &mut blocked, &mut want_fill))
+                        if let Err(end) = self
+                            .process_buffered(att, &mut acks, &mut blocked, &mut want_fill)
                             .await
                         {
                             return Step::End(end);
                         }
-                        // Let the subscribers just woken write their deliveries before
-                        // this connection writes its acknowledgements (as mosquitto
-                        // does): a delivery's latency then excludes our own write.
-                        // (A direct delivery is already written.)
                         if std::mem::take(&mut self.woke) {
+                            // Let the subscribers just woken write their deliveries
+                            // before this connection writes its acknowledgements (as
+                            // mosquitto does): a delivery's latency then excludes our
+                            // own write.
                             tokio::task::yield_now().await;
+                        } else if let Err(e) = self.write_acks_now(&mut acks).await {
+                            // (A direct delivery is already written: acknowledge now,
+                            // not on the next turn of this loop.)
+                            return Step::End(End::Io(e));
                         }
                     }
                 },
@@ -1330,14 +1330,15 @@ impl<S: Transport> Conn<S> {
                         front.wait = None;
                     }
                 }
-                _ = session.wake.notified() => {
+                _ = wake.as_mut() => {
+                    wake.set(session.wake.notified());
                     want_fill = true;
                     last_active = Instant::now();
                 }
                 _ = poll_fn(|cx| poll_space(&mut space, cx)), if space.is_some() => {
                     space = None;
-                    if let Err(end) = Box::pin(self
-                        .process_buffered(att, &mut acks, &mut blocked, &mut want_fill))
+                    if let Err(end) = self
+                        .process_buffered(att, &mut acks, &mut blocked, &mut want_fill)
                         .await
                     {
                         return Step::End(end);
@@ -1345,6 +1346,36 @@ impl<S: Transport> Conn<S> {
                 }
             }
         }
+    }
+
+    /// Takes `n` written bytes off the write buffer.
+    fn wrote(&mut self, n: usize) {
+        self.wbuf.advance(n);
+        if self.wbuf.is_empty() {
+            // An idle connection holds no write buffer.
+            self.wbuf = BytesMut::new();
+        }
+        self.need_flush = self.stream.needs_flush();
+        Stats::add(&self.core.stats.bytes_sent, n as u64);
+    }
+
+    /// Encodes the acknowledgements that are ready and tries one write of the write
+    /// buffer, without waiting: what the socket does not take now is written by the
+    /// connection loop.
+    async fn write_acks_now(&mut self, acks: &mut VecDeque<PendingAck>) -> io::Result<()> {
+        self.flush_ready_acks(acks);
+        if self.wbuf.is_empty() || self.lent.is_some() {
+            return Ok(());
+        }
+        let stream = &mut self.stream;
+        let wbuf = &self.wbuf;
+        let r = poll_fn(|cx| Poll::Ready(Pin::new(&mut *stream).poll_write(cx, wbuf))).await;
+        match r {
+            Poll::Ready(Ok(n)) => self.wrote(n),
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {}
+        }
+        Ok(())
     }
 
     /// The session limits for this connection. The inflight window towards an MQTT 5
@@ -1360,7 +1391,10 @@ impl<S: Transport> Conn<S> {
     }
 
     /// Handles the complete packets in the read buffer, stopping early while a subscriber
-    /// this client publishes to is over its queue limit (backpressure).
+    /// this client publishes to is over its queue limit (backpressure). Only SUBSCRIBE,
+    /// UNSUBSCRIBE and AUTH can wait (for the store, for the authenticator); they run in
+    /// a boxed future, so that this one stays small and a PUBLISH or an acknowledgement
+    /// is handled without allocating or moving one.
     async fn process_buffered(
         &mut self,
         att: &Attached,
@@ -1368,15 +1402,48 @@ impl<S: Transport> Conn<S> {
         blocked: &mut Vec<Arc<Session>>,
         want_fill: &mut bool,
     ) -> Result<(), End> {
+        while let Some(packet) = self.process_ready(att, acks, blocked, want_fill)? {
+            Box::pin(self.handle_waiting(*packet, att, want_fill)).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles buffered packets up to the first that has to wait, which it returns
+    /// (boxed: it is held across that wait).
+    fn process_ready(
+        &mut self,
+        att: &Attached,
+        acks: &mut VecDeque<PendingAck>,
+        blocked: &mut Vec<Arc<Session>>,
+        want_fill: &mut bool,
+    ) -> Result<Option<Box<Packet>>, End> {
         let max = self.core.settings.max_packet_size;
         while blocked.is_empty() {
             match decode_packet(&mut self.rbuf, self.version, max) {
-                Ok(Some(packet)) => self.handle(packet, att, acks, blocked, want_fill).await?,
+                Ok(Some(
+                    packet @ (Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::Auth(_)),
+                )) => return Ok(Some(Box::new(packet))),
+                Ok(Some(packet)) => self.handle(packet, att, acks, blocked, want_fill)?,
                 Ok(None) => break,
                 Err(e) => return Err(End::Protocol(e)),
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Handles a packet that may wait: SUBSCRIBE, UNSUBSCRIBE, AUTH.
+    async fn handle_waiting(
+        &mut self,
+        packet: Packet,
+        att: &Attached,
+        want_fill: &mut bool,
+    ) -> Result<(), End> {
+        match packet {
+            Packet::Subscribe(s) => self.on_subscribe(s, att, want_fill).await,
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u, &att.session).await,
+            Packet::Auth(a) => self.on_auth(a, &att.client).await,
+            _ => Ok(()),
+        }
     }
 
     fn flush_ready_acks(&mut self, acks: &mut VecDeque<PendingAck>) {
@@ -1390,7 +1457,9 @@ impl<S: Transport> Conn<S> {
         }
     }
 
-    async fn handle(
+    /// Handles a packet that does not wait (everything but those of
+    /// [`Conn::handle_waiting`]).
+    fn handle(
         &mut self,
         packet: Packet,
         att: &Attached,
@@ -1470,8 +1539,6 @@ impl<S: Transport> Conn<S> {
                 }
                 Ok(())
             }
-            Packet::Subscribe(s) => self.on_subscribe(s, att, want_fill).await,
-            Packet::Unsubscribe(u) => self.on_unsubscribe(u, session).await,
             Packet::PingReq => {
                 self.send(&Packet::PingResp);
                 Ok(())
@@ -1490,7 +1557,6 @@ impl<S: Transport> Conn<S> {
                     will: d.reason == ReasonCode::DisconnectWithWillMessage,
                 })
             }
-            Packet::Auth(a) => self.on_auth(a, &att.client).await,
             Packet::Connect(_) => Err(End::Violation(
                 ReasonCode::ProtocolError,
                 "a second CONNECT on a connection [MQTT-3.1.0-2]",

@@ -22,6 +22,11 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn lendable(&self) -> Option<&Arc<TcpStream>> {
         None
     }
+    /// False if `poll_flush` has nothing to do after a write (a plain socket), so the
+    /// connection loop need not take a turn for it.
+    fn needs_flush(&self) -> bool {
+        true
+    }
 }
 
 /// A plain TCP connection. The socket is reference-counted so that, while the connection
@@ -50,6 +55,10 @@ impl Transport for Tcp {
 
     fn lendable(&self) -> Option<&Arc<TcpStream>> {
         Some(&self.0)
+    }
+
+    fn needs_flush(&self) -> bool {
+        false
     }
 }
 
