@@ -586,10 +586,11 @@ impl<S: Transport> Conn<S> {
             Some(reason) if self.version.is_v5() => reason,
             _ => return false,
         };
-        let properties = Properties {
+        let properties = mqgate_protocol::PropertyValues {
             reason_string: end.reason_text().filter(|_| self.v5.problem_info),
-            ..Properties::default()
-        };
+            ..mqgate_protocol::PropertyValues::default()
+        }
+        .into();
         self.send(&Packet::Disconnect(Disconnect { reason, properties }));
         true
     }
@@ -660,10 +661,11 @@ impl<S: Transport> Conn<S> {
 
     /// Properties holding `text` as reason string, if the client wants problem details.
     fn reason(&self, text: &str) -> Properties {
-        Properties {
+        mqgate_protocol::PropertyValues {
             reason_string: (self.version.is_v5() && self.v5.problem_info).then(|| text.to_owned()),
-            ..Properties::default()
+            ..mqgate_protocol::PropertyValues::default()
         }
+        .into()
     }
 
     /// Encodes `packet` into the write buffer. A packet larger than the MQTT 5 client's
@@ -762,7 +764,8 @@ impl<S: Transport> Conn<S> {
                                 && a.properties.authentication_method.as_deref()
                                     == Some(method) =>
                         {
-                            data = a.properties.authentication_data;
+                            let mut a = a;
+                            data = a.properties.authentication_data.take();
                         }
                         Some(_) => return Err(Some(ReasonCode::ProtocolError)),
                         None => return Err(None),
@@ -775,11 +778,12 @@ impl<S: Transport> Conn<S> {
     fn send_auth(&mut self, reason: ReasonCode, method: &str, data: Option<bytes::Bytes>) {
         self.send(&Packet::Auth(Auth {
             reason,
-            properties: Properties {
+            properties: mqgate_protocol::PropertyValues {
                 authentication_method: Some(method.to_owned()),
                 authentication_data: data,
-                ..Properties::default()
-            },
+                ..mqgate_protocol::PropertyValues::default()
+            }
+            .into(),
         }));
     }
 
@@ -864,7 +868,7 @@ impl<S: Transport> Conn<S> {
     ) -> Properties {
         let s = &self.core.settings;
         let wants_response = connect.properties.request_response_information == Some(1);
-        Properties {
+        mqgate_protocol::PropertyValues {
             receive_maximum: (s.receive_maximum != u16::MAX).then_some(s.receive_maximum),
             topic_alias_maximum: (s.topic_alias_maximum > 0).then_some(s.topic_alias_maximum),
             maximum_packet_size: u32::try_from(s.max_packet_size).ok(),
@@ -872,8 +876,9 @@ impl<S: Transport> Conn<S> {
             assigned_client_identifier: assigned,
             server_keep_alive,
             response_information: s.response_information.clone().filter(|_| wants_response),
-            ..Properties::default()
+            ..mqgate_protocol::PropertyValues::default()
         }
+        .into()
     }
 
     /// Validates CONNECT, authenticates, attaches the session and sends CONNACK.

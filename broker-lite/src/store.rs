@@ -228,14 +228,15 @@ impl StoredProps {
 
     /// Back into a property block.
     pub fn to_properties(&self) -> Properties {
-        Properties {
+        mqgate_protocol::PropertyValues {
             payload_format_indicator: self.payload_format_indicator,
             content_type: self.content_type.clone(),
             response_topic: self.response_topic.clone(),
             correlation_data: self.correlation_data.clone(),
             user_properties: self.user_properties.clone(),
-            ..Properties::default()
+            ..mqgate_protocol::PropertyValues::default()
         }
+        .into()
     }
 }
 

@@ -10,7 +10,7 @@ use mqgate_broker_lite::{
     AllowAll, AuthExchange, AuthFuture, AuthStep, Authorizer, ClientInfo, ConnectRequest,
     EnhancedAuthFuture, Identity,
 };
-use mqgate_protocol::{Auth, Packet, Properties, QoS, ReasonCode};
+use mqgate_protocol::{Auth, Packet, QoS, ReasonCode};
 use support::*;
 
 /// Method "TOKEN": "hello" (or nothing) gets the challenge, "answer" succeeds.
@@ -51,11 +51,12 @@ impl Authorizer for Token {
 fn auth(reason: ReasonCode, method: &str, data: &'static [u8]) -> Packet {
     Packet::Auth(Auth {
         reason,
-        properties: Properties {
+        properties: mqgate_protocol::PropertyValues {
             authentication_method: Some(method.into()),
             authentication_data: Some(Bytes::from_static(data)),
-            ..Properties::default()
-        },
+            ..mqgate_protocol::PropertyValues::default()
+        }
+        .into(),
     })
 }
 

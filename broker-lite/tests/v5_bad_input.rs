@@ -60,10 +60,11 @@ async fn topic_alias_above_the_maximum_is_0x94() {
         ..settings()
     };
     expect_reason(s, ReasonCode::TopicAliasInvalid, |mut r| async move {
-        let props = Properties {
+        let props = mqgate_protocol::PropertyValues {
             topic_alias: Some(3),
-            ..Properties::default()
-        };
+            ..mqgate_protocol::PropertyValues::default()
+        }
+        .into();
         r.send(&v5_publish("t", QoS::AtMostOnce, 0, props)).await;
         r
     })
@@ -73,10 +74,11 @@ async fn topic_alias_above_the_maximum_is_0x94() {
 #[tokio::test]
 async fn unknown_topic_alias_is_0x82() {
     expect_reason(settings(), ReasonCode::ProtocolError, |mut r| async move {
-        let props = Properties {
+        let props = mqgate_protocol::PropertyValues {
             topic_alias: Some(1),
-            ..Properties::default()
-        };
+            ..mqgate_protocol::PropertyValues::default()
+        }
+        .into();
         r.send(&v5_publish("", QoS::AtMostOnce, 0, props)).await;
         r
     })
@@ -101,10 +103,11 @@ async fn property_in_the_wrong_packet_is_0x81() {
 #[tokio::test]
 async fn subscription_identifier_in_a_client_publish_is_0x82() {
     expect_reason(settings(), ReasonCode::ProtocolError, |mut r| async move {
-        let props = Properties {
+        let props = mqgate_protocol::PropertyValues {
             subscription_identifiers: vec![7],
-            ..Properties::default()
-        };
+            ..mqgate_protocol::PropertyValues::default()
+        }
+        .into();
         r.send(&v5_publish("t", QoS::AtMostOnce, 0, props)).await;
         r
     })
@@ -177,10 +180,11 @@ async fn auth_without_a_method_is_0x82() {
     expect_reason(settings(), ReasonCode::ProtocolError, |mut r| async move {
         r.send(&Packet::Auth(Auth {
             reason: ReasonCode::ReAuthenticate,
-            properties: Properties {
+            properties: mqgate_protocol::PropertyValues {
                 authentication_method: Some("SCRAM-SHA-1".into()),
-                ..Properties::default()
-            },
+                ..mqgate_protocol::PropertyValues::default()
+            }
+            .into(),
         }))
         .await;
         r
@@ -192,10 +196,11 @@ async fn auth_without_a_method_is_0x82() {
 async fn invalid_utf8_with_payload_format_1_is_0x99() {
     let b = TestBroker::start(settings()).await;
     let (mut c, _) = raw_v5(b.addr, connect_v5("c", true, 0)).await;
-    let props = Properties {
+    let props: Properties = mqgate_protocol::PropertyValues {
         payload_format_indicator: Some(1),
-        ..Properties::default()
-    };
+        ..mqgate_protocol::PropertyValues::default()
+    }
+    .into();
     let mut p = v5_publish("t", QoS::AtLeastOnce, 1, props.clone());
     if let Packet::Publish(p) = &mut p {
         p.payload = Bytes::from_static(&[0xff, 0xfe]);
@@ -252,10 +257,11 @@ async fn disconnect_raising_a_zero_session_expiry_is_0x82() {
     expect_reason(settings(), ReasonCode::ProtocolError, |mut r| async move {
         r.send(&Packet::Disconnect(mqgate_protocol::Disconnect {
             reason: ReasonCode::NormalDisconnection,
-            properties: Properties {
+            properties: mqgate_protocol::PropertyValues {
                 session_expiry_interval: Some(60),
-                ..Properties::default()
-            },
+                ..mqgate_protocol::PropertyValues::default()
+            }
+            .into(),
         }))
         .await;
         r

@@ -34,10 +34,11 @@ fn pub5(topic: &str, payload: &'static str, retain: bool, props: Properties) -> 
 }
 
 fn expiring(secs: u32) -> Properties {
-    Properties {
+    mqgate_protocol::PropertyValues {
         message_expiry_interval: Some(secs),
-        ..Properties::default()
+        ..mqgate_protocol::PropertyValues::default()
     }
+    .into()
 }
 
 #[tokio::test]
@@ -60,15 +61,16 @@ async fn v5_session_state_survives_a_restart_and_expiry_stays_absolute() {
     short.disconnect().await;
 
     let (mut publ, _) = raw_v5(b.addr, connect_v5("pub", true, 0)).await;
-    let rich = Properties {
+    let rich: Properties = mqgate_protocol::PropertyValues {
         content_type: Some(Arc::from("text/plain")),
         correlation_data: Some(Bytes::from_static(b"id-1")),
         response_topic: Some(Arc::from("reply/here")),
         user_properties: vec![("z".into(), "1".into()), ("a".into(), "2".into())],
         message_expiry_interval: Some(600),
         payload_format_indicator: Some(1),
-        ..Properties::default()
-    };
+        ..mqgate_protocol::PropertyValues::default()
+    }
+    .into();
     for p in [
         pub5("q/a", "lasting", false, rich.clone()),
         pub5("q/b", "fleeting", false, expiring(1)),

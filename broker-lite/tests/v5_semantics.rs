@@ -91,7 +91,7 @@ async fn properties_are_forwarded_unchanged_and_in_order() {
     sub.request_suback(subscribe_v5("req/#", opts(QoS::AtLeastOnce), Some(42)))
         .await;
     let (mut publ, _) = raw_v5(b.addr, connect_v5("pub", true, 0)).await;
-    let props = Properties {
+    let props: Properties = mqgate_protocol::PropertyValues {
         payload_format_indicator: Some(1),
         content_type: Some(Arc::from("application/json")),
         response_topic: Some(Arc::from("resp/pub")),
@@ -102,8 +102,9 @@ async fn properties_are_forwarded_unchanged_and_in_order() {
             ("b".into(), "3".into()),
         ],
         message_expiry_interval: Some(600),
-        ..Properties::default()
-    };
+        ..mqgate_protocol::PropertyValues::default()
+    }
+    .into();
     publ.send(&pub5("req/x", "{}", QoS::AtLeastOnce, false, props.clone()))
         .await;
     match publ.recv().await {
@@ -422,11 +423,12 @@ async fn mixed_versions_keep_qos_and_retain_and_drop_properties_for_3_1_1() {
     let (mut new, _) = raw_v5(b.addr, connect_v5("new", true, 0)).await;
     new.request_suback(subscribe_v5("mix/#", opts(QoS::ExactlyOnce), Some(5)))
         .await;
-    let props = Properties {
+    let props = mqgate_protocol::PropertyValues {
         user_properties: vec![("k".into(), "v".into())],
         content_type: Some(Arc::from("text/plain")),
-        ..Properties::default()
-    };
+        ..mqgate_protocol::PropertyValues::default()
+    }
+    .into();
     new.send(&pub5("mix/a", "from5", QoS::AtLeastOnce, false, props))
         .await;
     let got = old.recv_publish().await;
@@ -468,9 +470,12 @@ async fn topic_aliases_work_both_ways() {
     sub.request_suback(subscribe_v5("al/#", opts(QoS::AtMostOnce), None))
         .await;
     let (mut publ, _) = raw_v5(b.addr, connect_v5("pub", true, 0)).await;
-    let alias = |a| Properties {
-        topic_alias: Some(a),
-        ..Properties::default()
+    let alias = |a| {
+        mqgate_protocol::PropertyValues {
+            topic_alias: Some(a),
+            ..mqgate_protocol::PropertyValues::default()
+        }
+        .into()
     };
     // Inbound: define alias 1, then use it with an empty topic.
     publ.send(&pub5("al/one", "1", QoS::AtMostOnce, false, alias(1)))
@@ -530,10 +535,11 @@ async fn message_expiry_applies_to_retained_and_queued_messages() {
         .await;
     s.disconnect().await;
     let (mut publ, _) = raw_v5(b.addr, connect_v5("pub", true, 0)).await;
-    let expiring = Properties {
+    let expiring = mqgate_protocol::PropertyValues {
         message_expiry_interval: Some(1),
-        ..Properties::default()
-    };
+        ..mqgate_protocol::PropertyValues::default()
+    }
+    .into();
     publ.send(&pub5("exp/r", "short", QoS::AtLeastOnce, true, expiring))
         .await;
     assert!(matches!(publ.recv().await, Some(Packet::PubAck(_))));
@@ -607,10 +613,11 @@ async fn session_expiry_ends_the_session_after_the_interval() {
     c.disconnect().await;
     // Wait (without sleeping) until more than the 1 s interval has passed.
     let (mut clock, _) = raw_v5(b.addr, connect_v5("clock", true, 0)).await;
-    let two = Properties {
+    let two = mqgate_protocol::PropertyValues {
         message_expiry_interval: Some(2),
-        ..Properties::default()
-    };
+        ..mqgate_protocol::PropertyValues::default()
+    }
+    .into();
     clock
         .send(&pub5("clock/t", "tick", QoS::AtMostOnce, true, two))
         .await;

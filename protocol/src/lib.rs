@@ -17,5 +17,5 @@ mod wire;
 pub use codec::{decode_packet, encode_packet, encoded_len, MqttCodec};
 pub use error::Error;
 pub use packet::*;
-pub use properties::{Properties, PropertyContext, PropertyId};
+pub use properties::{Properties, PropertyContext, PropertyId, PropertyValues};
 pub use reason::ReasonCode;

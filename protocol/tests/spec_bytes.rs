@@ -120,11 +120,12 @@ fn connect_v5_with_properties() {
         will: None,
         username: None,
         password: None,
-        properties: Properties {
+        properties: mqgate_protocol::PropertyValues {
             session_expiry_interval: Some(3600),
             receive_maximum: Some(20),
-            ..Properties::default()
-        },
+            ..mqgate_protocol::PropertyValues::default()
+        }
+        .into(),
     };
     let expected = [
         0x10, 22, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 30, // variable header
@@ -310,10 +311,11 @@ fn ping_disconnect_auth() {
     assert_wire(&Packet::Disconnect(d), V5, &[0xE0, 1, 4]);
     let d = Disconnect {
         reason: ReasonCode::ServerMoved,
-        properties: Properties {
+        properties: mqgate_protocol::PropertyValues {
             server_reference: Some("s".into()),
-            ..Default::default()
-        },
+            ..mqgate_protocol::PropertyValues::default()
+        }
+        .into(),
     };
     assert_wire(
         &Packet::Disconnect(d),
@@ -327,10 +329,11 @@ fn ping_disconnect_auth() {
     assert_wire(&Packet::Auth(a), V5, &[0xF0, 0]);
     let a = Auth {
         reason: ReasonCode::ContinueAuthentication,
-        properties: Properties {
+        properties: mqgate_protocol::PropertyValues {
             authentication_method: Some("m".into()),
-            ..Default::default()
-        },
+            ..mqgate_protocol::PropertyValues::default()
+        }
+        .into(),
     };
     assert_wire(
         &Packet::Auth(a.clone()),

@@ -329,10 +329,11 @@ pub fn subscribe_v5(filter: &str, options: SubscriptionOptions, id: Option<u32>)
             filter: filter.to_owned(),
             options,
         }],
-        properties: Properties {
+        properties: mqgate_protocol::PropertyValues {
             subscription_identifiers: id.into_iter().collect(),
-            ..Properties::default()
-        },
+            ..mqgate_protocol::PropertyValues::default()
+        }
+        .into(),
     })
 }
 
