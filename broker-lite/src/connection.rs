@@ -289,6 +289,9 @@ struct Conn<S> {
     /// A subscriber's task was woken by what this connection published: let it write
     /// before this connection writes its acknowledgements.
     woke: bool,
+    /// This connection wrote a delivery straight into a subscriber's socket: let the
+    /// reader it woke run before this connection writes its acknowledgements.
+    wrote_direct: bool,
     v5: V5State,
     /// The session this connection lent its socket to (direct delivery, see
     /// `Slot::direct`). While lent, the connection writes nothing: it takes the socket
@@ -451,6 +454,7 @@ impl<S: Transport> Conn<S> {
             identity,
             need_flush: false,
             woke: false,
+            wrote_direct: false,
             v5,
             lent: None,
             _permit: permit,
@@ -1314,16 +1318,26 @@ impl<S: Transport> Conn<S> {
                         {
                             return Step::End(end);
                         }
+                        let wrote_direct = std::mem::take(&mut self.wrote_direct);
                         if std::mem::take(&mut self.woke) {
                             // Let the subscribers just woken write their deliveries
                             // before this connection writes its acknowledgements (as
                             // mosquitto does): a delivery's latency then excludes our
                             // own write.
                             tokio::task::yield_now().await;
-                        } else if let Err(e) = self.write_acks_now(&mut acks).await {
-                            // (A direct delivery is already written: acknowledge now,
-                            // not on the next turn of this loop.)
-                            return Step::End(End::Io(e));
+                        } else {
+                            if wrote_direct {
+                                // The delivery is written; a local subscriber's reader it
+                                // woke may be queued behind this thread on this CPU.
+                                // Give it the CPU before writing the acknowledgement (a
+                                // no-op when nothing else waits here). Only low rates
+                                // write directly (see `Slot::direct`).
+                                std::thread::yield_now();
+                            }
+                            // Acknowledge now, not on the next turn of this loop.
+                            if let Err(e) = self.write_acks_now(&mut acks).await {
+                                return Step::End(End::Io(e));
+                            }
                         }
                     }
                 },
@@ -1693,6 +1707,7 @@ impl<S: Transport> Conn<S> {
             }
         }
         self.woke |= outcome.woke;
+        self.wrote_direct |= outcome.wrote_direct;
         for b in outcome.blocked {
             if !Arc::ptr_eq(&b, session) && !blocked.iter().any(|x| Arc::ptr_eq(x, &b)) {
                 blocked.push(b);

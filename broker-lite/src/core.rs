@@ -208,6 +208,8 @@ pub(crate) struct RouteOutcome {
     pub direct: bool,
     /// Set by routing: a subscriber's connection task was woken to write a delivery.
     pub woke: bool,
+    /// Set by routing: a delivery was written straight into a subscriber's socket.
+    pub wrote_direct: bool,
     message_persisted: bool,
 }
 
@@ -956,6 +958,7 @@ impl Core {
             }
         }
         let written = outcome.direct && sole && self.deliver_direct(session, &mut slot);
+        outcome.wrote_direct |= written;
         drop(slot);
         if kick {
             self.kick(session, ReasonCode::QuotaExceeded);
