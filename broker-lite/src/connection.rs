@@ -334,6 +334,13 @@ enum IoEvent {
     Flushed,
 }
 
+/// A client packet whose handling may wait (for the store, for the authenticator).
+enum Waiting {
+    Subscribe(Subscribe),
+    Unsubscribe(Unsubscribe),
+    Auth(Auth),
+}
+
 /// The session a connection is attached to, and how.
 struct Attached {
     /// The session, and the connection's hold on it.
@@ -1435,13 +1442,15 @@ impl<S: Transport> Conn<S> {
         acks: &mut VecDeque<PendingAck>,
         blocked: &mut Vec<Arc<Session>>,
         want_fill: &mut bool,
-    ) -> Result<Option<Box<Packet>>, End> {
+    ) -> Result<Option<Box<Waiting>>, End> {
         let max = self.core.settings.max_packet_size;
         while blocked.is_empty() {
             match decode_packet(&mut self.rbuf, self.version, max) {
-                Ok(Some(
-                    packet @ (Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::Auth(_)),
-                )) => return Ok(Some(Box::new(packet))),
+                Ok(Some(Packet::Subscribe(s))) => return Ok(Some(Box::new(Waiting::Subscribe(s)))),
+                Ok(Some(Packet::Unsubscribe(u))) => {
+                    return Ok(Some(Box::new(Waiting::Unsubscribe(u))))
+                }
+                Ok(Some(Packet::Auth(a))) => return Ok(Some(Box::new(Waiting::Auth(a)))),
                 Ok(Some(packet)) => self.handle(packet, att, acks, blocked, want_fill)?,
                 Ok(None) => break,
                 Err(e) => return Err(End::Protocol(e)),
@@ -1450,18 +1459,17 @@ impl<S: Transport> Conn<S> {
         Ok(None)
     }
 
-    /// Handles a packet that may wait: SUBSCRIBE, UNSUBSCRIBE, AUTH.
+    /// Handles a packet that may wait.
     async fn handle_waiting(
         &mut self,
-        packet: Packet,
+        packet: Waiting,
         att: &Attached,
         want_fill: &mut bool,
     ) -> Result<(), End> {
         match packet {
-            Packet::Subscribe(s) => self.on_subscribe(s, att, want_fill).await,
-            Packet::Unsubscribe(u) => self.on_unsubscribe(u, &att.session).await,
-            Packet::Auth(a) => self.on_auth(a, &att.client).await,
-            _ => Ok(()),
+            Waiting::Subscribe(s) => self.on_subscribe(s, att, want_fill).await,
+            Waiting::Unsubscribe(u) => self.on_unsubscribe(u, &att.session).await,
+            Waiting::Auth(a) => self.on_auth(a, &att.client).await,
         }
     }
 
@@ -1476,8 +1484,7 @@ impl<S: Transport> Conn<S> {
         }
     }
 
-    /// Handles a packet that does not wait (everything but those of
-    /// [`Conn::handle_waiting`]).
+    /// Handles a packet that does not wait (everything but a [`Waiting`] one).
     fn handle(
         &mut self,
         packet: Packet,
