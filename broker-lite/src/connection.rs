@@ -425,8 +425,10 @@ fn will(core: &Core, will: &LastWill, client: &ClientInfo, origin: u64) -> Optio
         return None;
     }
     let mut properties = will.properties.clone();
-    let delay = properties.will_delay_interval.take().unwrap_or(0);
-    let expiry = properties.message_expiry_interval.take();
+    let delay = properties
+        .take(|v| v.will_delay_interval.take())
+        .unwrap_or(0);
+    let expiry = properties.take(|v| v.message_expiry_interval.take());
     let msg = Arc::new(Message {
         id: core.message_id(),
         topic: will.topic.clone(),
@@ -1073,8 +1075,13 @@ impl<S: Transport> Conn<S> {
                 } else {
                     msg.properties.clone()
                 };
-                properties.message_expiry_interval = msg.remaining_secs(now);
-                properties.subscription_identifiers = delivery.sub_ids.to_vec();
+                // Set only when there is one: writing a property allocates the values.
+                if let Some(secs) = msg.remaining_secs(now) {
+                    properties.message_expiry_interval = Some(secs);
+                }
+                if delivery.sub_ids != crate::message::SubIds::None {
+                    properties.subscription_identifiers = delivery.sub_ids.to_vec();
+                }
                 let mut packet = Publish {
                     dup,
                     qos: delivery.qos,
@@ -1603,7 +1610,7 @@ impl<S: Transport> Conn<S> {
                 "subscription identifier in a PUBLISH from a client [MQTT-3.3.4-6]",
             ));
         }
-        if let Some(alias) = p.properties.topic_alias.take() {
+        if let Some(alias) = p.properties.take(|v| v.topic_alias.take()) {
             p.topic = match self.v5.aliases_in.resolve(p.topic, alias) {
                 Ok(topic) => topic,
                 Err(AliasError::OutOfRange) => {
@@ -1684,7 +1691,7 @@ impl<S: Transport> Conn<S> {
                 info!(topic = %p.topic, "PUBLISH payload is not UTF-8 as its format says; dropped");
                 reason = ReasonCode::PayloadFormatInvalid;
             } else {
-                let expiry = p.properties.message_expiry_interval.take();
+                let expiry = p.properties.take(|v| v.message_expiry_interval.take());
                 let msg = Arc::new(Message {
                     id: self.core.message_id(),
                     topic: p.topic,

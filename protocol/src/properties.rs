@@ -180,6 +180,18 @@ impl Properties {
             .as_deref()
             .is_none_or(|v| *v == PropertyValues::EMPTY)
     }
+
+    /// Takes a property out with `take` (e.g. `|v| v.topic_alias.take()`) without
+    /// allocating when none is set (unlike going through `DerefMut`), and frees the
+    /// values if that left them empty.
+    pub fn take<T>(&mut self, take: impl FnOnce(&mut PropertyValues) -> Option<T>) -> Option<T> {
+        let values = self.0.as_deref_mut()?;
+        let taken = take(values);
+        if *values == PropertyValues::EMPTY {
+            self.0 = None;
+        }
+        taken
+    }
 }
 
 /// What an empty [`Properties`] reads as.
@@ -349,6 +361,28 @@ mod tests {
         other.topic_alias = Some(3);
         assert_ne!(other, Properties::default());
         assert!(!other.is_empty());
+    }
+
+    #[test]
+    fn taking_from_an_empty_set_allocates_nothing() {
+        let mut none = Properties::default();
+        assert_eq!(none.take(|v| v.topic_alias.take()), None);
+        assert!(none.0.is_none());
+        let mut one: Properties = PropertyValues {
+            topic_alias: Some(7),
+            ..PropertyValues::default()
+        }
+        .into();
+        assert_eq!(one.take(|v| v.topic_alias.take()), Some(7));
+        assert!(one.0.is_none(), "emptied values are freed");
+        let mut two: Properties = PropertyValues {
+            topic_alias: Some(7),
+            content_type: Some("text/plain".into()),
+            ..PropertyValues::default()
+        }
+        .into();
+        assert_eq!(two.take(|v| v.topic_alias.take()), Some(7));
+        assert_eq!(two.content_type.as_deref(), Some("text/plain"));
     }
 
     #[test]

@@ -199,7 +199,7 @@ where
     // aliases are switched off both ways so every PUBLISH names its topic for the ACL.
     connect.password = None;
     connect.username = username;
-    connect.properties.topic_alias_maximum = None;
+    connect.properties.take(|v| v.topic_alias_maximum.take());
     upstream.send(&Packet::Connect(connect)).await?;
     let answer = tokio::time::timeout(settings.connect_timeout, upstream.next())
         .await
@@ -210,7 +210,7 @@ where
         Some(Err(e)) => return Err(e.into()),
         None => return Err(upstream_err("closed before CONNACK".into())),
     };
-    connack.properties.topic_alias_maximum = None;
+    connack.properties.take(|v| v.topic_alias_maximum.take());
     if version == ProtocolVersion::V5 && connack.properties.assigned_client_identifier.is_none() {
         connack.properties.assigned_client_identifier = assigned;
     }
