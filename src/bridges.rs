@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use mqgate_bridge::{
     BoxFuture, BoxedStream, Bridge, Connected, LocalConnector, UpstreamConnector, WalOptions,
 };
-use mqgate_broker_lite::{BrokerHandle, Identity};
+use mqgate_broker_lite::{BrokerHandle, Identity, RESERVED_CLIENT_ID_PREFIX};
 use mqgate_config::{BridgeConfig, BridgeTransport, Config};
 use mqgate_proxy::ssh::SshConnector;
 use tokio_util::sync::CancellationToken;
@@ -27,9 +27,13 @@ const PIPE_BYTES: usize = 64 * 1024;
 /// listeners anyway (they are in-process, so this is normally a few milliseconds).
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 
-/// Connects a bridge to broker-lite through an in-process duplex pipe.
+/// Connects a bridge to broker-lite through an in-process duplex pipe, as mqgate's own
+/// trusted client ([`Identity::internal`]): no password, no ACL narrowing, and the only
+/// client that may open the bridge's reserved client id `mqgate-bridge-<name>`.
 struct BrokerLocal {
     handle: BrokerHandle,
+    /// The bridge's internal identity name.
+    name: String,
 }
 
 impl LocalConnector for BrokerLocal {
@@ -39,7 +43,8 @@ impl LocalConnector for BrokerLocal {
             let handle = self.handle.clone();
             // The bridge shows up in broker-lite's logs as a loopback peer with port 0.
             let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-            tokio::spawn(async move { handle.serve_connection(b, Identity::new(peer)).await });
+            let identity = Identity::internal(peer, self.name.clone());
+            tokio::spawn(async move { handle.serve_connection(b, identity).await });
             Ok(Box::new(a) as BoxedStream)
         })
     }
@@ -117,7 +122,6 @@ pub async fn start_bridges_with_tunnels(
         flush_interval: p.flush_interval,
         ..WalOptions::default()
     };
-    let local: Arc<dyn LocalConnector> = Arc::new(BrokerLocal { handle: broker });
     let mut subscribed = Vec::new();
     for bridge in &config.bridges {
         let upstream = upstream_of(bridge, tunnels)?;
@@ -135,7 +139,10 @@ pub async fn start_bridges_with_tunnels(
             addresses = ?bridge.addresses, "bridge starting");
         subscribed.push((bridge.name.clone(), opened.local_subscribed()));
         let name = bridge.name.clone();
-        let local = local.clone();
+        let local: Arc<dyn LocalConnector> = Arc::new(BrokerLocal {
+            handle: broker.clone(),
+            name: format!("{RESERVED_CLIENT_ID_PREFIX}{name}"),
+        });
         let token = shutdown.clone();
         tracker.spawn(async move {
             if let Err(error) = opened.run(local, upstream, token).await {

@@ -130,7 +130,8 @@ impl LocalConnector for InProcess {
             let (a, b) = tokio::io::duplex(64 * 1024);
             let handle = self.0.clone();
             let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-            tokio::spawn(async move { handle.serve_connection(b, Identity::new(peer)).await });
+            let identity = Identity::internal(peer, "mqgate-bridge-test".into());
+            tokio::spawn(async move { handle.serve_connection(b, identity).await });
             Ok(Box::new(a) as BoxedStream)
         })
     }

@@ -17,6 +17,20 @@ pub struct Identity {
     pub transport_user: Option<String>,
     /// How `transport_user` relates to the user name a CONNECT claims.
     pub username_policy: UsernamePolicy,
+    /// mqgate's own in-process client (a bridge's link to the local broker): trusted,
+    /// never asked for a password and never narrowed by the ACL. No network transport
+    /// sets it; only [`Identity::internal`] does.
+    pub internal: bool,
+}
+
+/// Client ids starting with this are reserved for mqgate's own internal clients (the
+/// bridge's local session is `mqgate-bridge-<name>`): a network client asking for one
+/// is refused at CONNECT.
+pub const RESERVED_CLIENT_ID_PREFIX: &str = "mqgate-bridge-";
+
+/// Whether `client_id` is reserved for an internal client.
+pub fn is_reserved_client_id(client_id: &str) -> bool {
+    client_id.starts_with(RESERVED_CLIENT_ID_PREFIX)
 }
 
 impl Identity {
@@ -26,6 +40,19 @@ impl Identity {
             peer,
             transport_user: None,
             username_policy: UsernamePolicy::Replace,
+            internal: false,
+        }
+    }
+
+    /// mqgate's own in-process client named `name` (a bridge): trusted by the broker
+    /// without asking the authorizer, allowed every topic, and the only identity that
+    /// may use a reserved client id ([`is_reserved_client_id`]).
+    pub fn internal(peer: SocketAddr, name: String) -> Identity {
+        Identity {
+            peer,
+            transport_user: Some(name),
+            username_policy: UsernamePolicy::Replace,
+            internal: true,
         }
     }
 
@@ -35,6 +62,7 @@ impl Identity {
             peer,
             transport_user: Some(user),
             username_policy: policy,
+            internal: false,
         }
     }
 
@@ -101,6 +129,17 @@ pub struct ClientInfo {
     pub username: Option<String>,
     /// The peer's address.
     pub peer: SocketAddr,
+    /// mqgate's own internal client ([`Identity::internal`]): the broker allows it
+    /// everything without asking the authorizer.
+    pub internal: bool,
+}
+
+impl ClientInfo {
+    /// Whether `other` is the same principal: the same user name and both internal or
+    /// both not. Anonymous clients (no user name) are one principal.
+    pub fn same_principal(&self, other: &ClientInfo) -> bool {
+        self.internal == other.internal && self.username == other.username
+    }
 }
 
 /// A boxed future, so that authentication may run slow work (argon2) off the reactor.
@@ -177,6 +216,13 @@ pub trait Authorizer: Send + Sync + 'static {
     /// (false, the default). MQTT 5 clients get PUBACK/PUBREC 0x87 either way.
     fn disconnect_on_denied_publish(&self) -> bool {
         false
+    }
+
+    /// A number that changes whenever the rules change (a reload). Deliveries queued
+    /// before a change are checked again with [`Authorizer::authorize_delivery`] when
+    /// they are sent; the default (rules never change) is 0.
+    fn rules_epoch(&self) -> u64 {
+        0
     }
 }
 

@@ -28,7 +28,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
 use crate::alias::{AliasError, InboundAliases, OutAlias, OutboundAliases};
-use crate::auth::{AuthExchange, AuthStep, ClientInfo, ConnectRequest, Identity, WillRequest};
+use crate::auth::{
+    is_reserved_client_id, AuthExchange, AuthStep, ClientInfo, ConnectRequest, Identity,
+    WillRequest,
+};
 use crate::core::{Core, OwnerGuard, PendingWill, RouteOutcome, Session, Slot};
 use crate::message::{now_ms, Message};
 use crate::router::SubOpts;
@@ -417,10 +420,7 @@ fn release(
 
 /// The will to publish, if it may be published.
 fn will(core: &Core, will: &LastWill, client: &ClientInfo, origin: u64) -> Option<PendingWill> {
-    if !core
-        .authorizer
-        .authorize_publish(client, &will.topic, will.qos, will.retain)
-    {
+    if !core.may_publish(client, &will.topic, will.qos, will.retain) {
         warn!(topic = %will.topic, "will not published: not authorized");
         return None;
     }
@@ -927,6 +927,14 @@ impl<S: Transport> Conn<S> {
             }
         }
         Span::current().record("client_id", connect.client_id.as_str());
+        if is_reserved_client_id(&connect.client_id) && !identity.internal {
+            warn!(
+                rule = "client ids starting with mqgate-bridge- are reserved for mqgate's bridges",
+                "refusing CONNECT: reserved client id"
+            );
+            self.send_connack(false, ReasonCode::ClientIdentifierNotValid);
+            return None;
+        }
         let request = ConnectRequest {
             client_id: &connect.client_id,
             username: connect.username.as_deref(),
@@ -967,6 +975,8 @@ impl<S: Transport> Conn<S> {
                     return None;
                 }
             },
+            // mqgate's own client: its identity is its name, no password to check.
+            None if identity.internal => Ok(identity.transport_user.clone()),
             None => self.core.authorizer.authenticate(identity, request).await,
         };
         let username = match outcome {
@@ -989,13 +999,27 @@ impl<S: Transport> Conn<S> {
             client_id: connect.client_id.clone(),
             username,
             peer: self.identity.peer,
+            internal: identity.internal,
         });
-        let opened = self.core.open_session(
+        let opened = match self.core.open_session(
             &connect.client_id,
             connect.clean_start,
             self.v5.expiry,
             client.clone(),
-        );
+        ) {
+            Ok(opened) => opened,
+            Err(owned) => {
+                warn!(
+                    user = client.username.as_deref().unwrap_or(""),
+                    owner = owned.owner.as_deref().unwrap_or(""),
+                    rule = "a session belongs to the identity that created it",
+                    "refusing CONNECT: the client id is another identity's session"
+                );
+                Stats::add(&self.core.stats.connects_refused_session_owner, 1);
+                self.send_connack(false, ReasonCode::NotAuthorized);
+                return None;
+            }
+        };
         if let Some(old) = &opened.replaced {
             self.core.kick(old, ReasonCode::SessionTakenOver);
         }
@@ -1031,7 +1055,7 @@ impl<S: Transport> Conn<S> {
         }));
         let now = now_ms();
         for t in resend {
-            if let Some(pkid) = self.encode_transmit(&session, t, now) {
+            if let Some(pkid) = self.encode_transmit(&session, &client, t, now) {
                 self.forget_inflight(&session, pkid);
             }
         }
@@ -1053,14 +1077,29 @@ impl<S: Transport> Conn<S> {
 
     /// Writes one transmit into the write buffer (without taking the session lock, which
     /// the caller may hold). Returns the packet id of a QoS 1/2 PUBLISH that was not sent
-    /// because it is too large for the client: the caller forgets it as if delivered.
-    fn encode_transmit(&mut self, session: &Session, t: Transmit, now: u64) -> Option<u16> {
+    /// because it is too large for the client, or because `client` may no longer read
+    /// it (the rules changed since it was queued): the caller forgets it as if delivered.
+    fn encode_transmit(
+        &mut self,
+        session: &Session,
+        client: &ClientInfo,
+        t: Transmit,
+        now: u64,
+    ) -> Option<u16> {
         match t {
             Transmit::Publish {
                 pkid,
                 dup,
                 delivery,
             } => {
+                if delivery.msg.id < self.core.recheck_below()
+                    && !self.core.may_read(client, &delivery.msg.topic)
+                {
+                    Stats::add(&self.core.stats.deliveries_revoked, 1);
+                    info!(topic = %delivery.msg.topic, qos = delivery.qos as u8,
+                        "queued message not delivered: the client may no longer read it");
+                    return (delivery.qos != QoS::AtMostOnce).then_some(pkid);
+                }
                 if delivery.qos == QoS::ExactlyOnce && !dup {
                     self.core.note_sent_qos2(session, delivery.seq, pkid);
                 }
@@ -1189,6 +1228,7 @@ impl<S: Transport> Conn<S> {
         let mut full = false;
         let mut oversize = Vec::new();
         let mut slot = session.slot.lock();
+        let client = slot.client.clone();
         // A lent socket stays lent if there is nothing to write (a PUBACK that only
         // completed a direct delivery, say).
         if !slot.state.nothing_queued() || slot.state.direct_cut {
@@ -1204,7 +1244,7 @@ impl<S: Transport> Conn<S> {
                     if self.wbuf.capacity() == 0 {
                         self.wbuf.reserve(WRITE_CHUNK);
                     }
-                    if let Some(pkid) = self.encode_transmit(session, t, now) {
+                    if let Some(pkid) = self.encode_transmit(session, &client, t, now) {
                         oversize.push(pkid);
                     }
                 }
@@ -1271,6 +1311,17 @@ impl<S: Transport> Conn<S> {
         // `kick_all` ran sees the cancellation here.
         if self.shutdown.is_cancelled() {
             return Step::End(End::Shutdown);
+        }
+        // Packets the client sent right behind its CONNECT (it need not wait for CONNACK,
+        // MQTT 3.1.1 §3.1.4) or behind an AUTH are already buffered: handle them now, in
+        // order, rather than after the next read (which may never come).
+        if !self.rbuf.is_empty() {
+            if let Err(end) = self
+                .process_buffered(att, &mut acks, &mut blocked, &mut want_fill)
+                .await
+            {
+                return Step::End(end);
+            }
         }
         loop {
             if let Some(end) = self.kicked(att) {
@@ -1665,11 +1716,7 @@ impl<S: Transport> Conn<S> {
         if fresh {
             if p.topic.starts_with("$SYS") {
                 debug!(topic = %p.topic, "ignoring a client PUBLISH to $SYS");
-            } else if !self
-                .core
-                .authorizer
-                .authorize_publish(client, &p.topic, p.qos, p.retain)
-            {
+            } else if !self.core.may_publish(client, &p.topic, p.qos, p.retain) {
                 if !v5 && self.core.authorizer.disconnect_on_denied_publish() {
                     return Err(End::Violation(
                         ReasonCode::NotAuthorized,
@@ -1779,11 +1826,7 @@ impl<S: Transport> Conn<S> {
         let mut refused = false;
         for f in &s.filters {
             let qos = f.options.qos;
-            if !self
-                .core
-                .authorizer
-                .authorize_subscribe(&att.client, &f.filter, qos)
-            {
+            if !self.core.may_subscribe(&att.client, &f.filter, qos) {
                 info!(filter = %f.filter, "SUBSCRIBE not authorized");
                 refused = true;
                 reasons.push(if v5 {

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::auth::{Authorizer, ClientInfo};
+use crate::auth::{is_reserved_client_id, Authorizer, ClientInfo};
 use crate::message::{now_ms, Delivery, Message, SubIds};
 use crate::park::Parker;
 use crate::router::{Router, SubOpts};
@@ -228,6 +228,14 @@ pub(crate) struct Opened {
     pub seq: u64,
 }
 
+/// Why [`Core::open_session`] refused: the client id names a session of another
+/// principal.
+#[derive(Debug)]
+pub(crate) struct SessionOwned {
+    /// The user name of the session's owner (`None`: anonymous).
+    pub owner: Option<String>,
+}
+
 /// A will to publish when a connection ends abnormally.
 pub(crate) struct PendingWill {
     /// The message.
@@ -265,6 +273,10 @@ pub(crate) struct Core {
     /// socket buffer). Flagged by `SessionState::direct_cut`, taken by the connection
     /// before it writes anything. Here rather than in every session's slot.
     cut_writes: Mutex<HashMap<u64, BytesMut>>,
+    /// The authorizer's [`Authorizer::rules_epoch`] last seen by [`Core::recheck_below`].
+    rules_epoch: AtomicU64,
+    /// See [`Core::recheck_below`].
+    recheck_below: AtomicU64,
 }
 
 fn qos_from(value: u8) -> QoS {
@@ -308,6 +320,7 @@ impl Core {
             queue_qos0_offline: settings.queue_qos0_messages,
             policy: settings.overload,
         };
+        let epoch = authorizer.rules_epoch();
         let core = Core {
             settings,
             limits,
@@ -324,9 +337,14 @@ impl Core {
             next_client: AtomicU64::new(1),
             parker: OnceLock::new(),
             cut_writes: Mutex::new(HashMap::new()),
+            rules_epoch: AtomicU64::new(epoch),
+            recheck_below: AtomicU64::new(0),
         };
         if let Some(model) = model {
             core.restore(model);
+            // Restored deliveries were checked under the rules of an earlier run.
+            let next = core.next_message.load(Ordering::Relaxed);
+            core.recheck_below.store(next, Ordering::Relaxed);
         }
         core
     }
@@ -383,6 +401,8 @@ impl Core {
                 client_id: ms.client_id.to_string(),
                 username: ms.username.as_deref().map(str::to_owned),
                 peer: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+                // Reserved ids are only ever opened by internal clients.
+                internal: is_reserved_client_id(&ms.client_id),
             });
             let expiry = ms.expiry_interval.max(1);
             let session = Arc::new(Session::new(*sid, expiry, client));
@@ -453,6 +473,40 @@ impl Core {
         self.next_message.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Whether `client` may publish on `topic` (and have its will published there).
+    /// mqgate's internal clients may publish anywhere; everyone else asks the authorizer.
+    pub fn may_publish(&self, client: &ClientInfo, topic: &str, qos: QoS, retain: bool) -> bool {
+        client.internal
+            || self
+                .authorizer
+                .authorize_publish(client, topic, qos, retain)
+    }
+
+    /// Whether `client` may subscribe to `filter` (internal clients always may).
+    pub fn may_subscribe(&self, client: &ClientInfo, filter: &str, qos: QoS) -> bool {
+        client.internal || self.authorizer.authorize_subscribe(client, filter, qos)
+    }
+
+    /// Whether a message on `topic` may be delivered to `client` (internal clients
+    /// read everything their subscriptions match).
+    pub fn may_read(&self, client: &ClientInfo, topic: &str) -> bool {
+        client.internal || self.authorizer.authorize_delivery(client, topic)
+    }
+
+    /// Messages with an id below this were queued before the authorizer's rules last
+    /// changed (a reload), so their read permission is checked again when sent.
+    pub fn recheck_below(&self) -> u64 {
+        let epoch = self.authorizer.rules_epoch();
+        if self.rules_epoch.load(Ordering::Acquire) != epoch {
+            // Every message queued so far was checked under older rules (ids are
+            // taken before routing, so this errs on the side of checking again).
+            let next = self.next_message.load(Ordering::Relaxed);
+            self.recheck_below.fetch_max(next, Ordering::AcqRel);
+            self.rules_epoch.store(epoch, Ordering::Release);
+        }
+        self.recheck_below.load(Ordering::Acquire)
+    }
+
     /// A client id for a client that sent an empty one (mosquitto style `auto-…`).
     pub fn assign_client_id(&self) -> String {
         let n = self.next_client.fetch_add(1, Ordering::Relaxed);
@@ -479,15 +533,29 @@ impl Core {
     /// §3.1.2.4): an existing persistent session is resumed unless `clean`. `expiry` is
     /// the session expiry interval of this connection (3.x: 0 for clean session,
     /// `u32::MAX` otherwise).
+    ///
+    /// A session belongs to the principal that created it: a client of another
+    /// principal (another user name, or anonymous) asking for the same client id is
+    /// refused with [`SessionOwned`], and the session is left untouched, whether
+    /// `clean` or not and whether it is connected or not. mqgate's internal clients own
+    /// their reserved client ids.
     pub fn open_session(
         &self,
         client_id: &str,
         clean: bool,
         expiry: u32,
         client: Arc<ClientInfo>,
-    ) -> Opened {
+    ) -> Result<Opened, SessionOwned> {
         let mut sessions = self.sessions.lock();
         let existing = sessions.get(client_id).map(|s| s.0.clone());
+        if let Some(existing) = &existing {
+            let owner = existing.slot.lock().client.clone();
+            if !client.internal && !owner.same_principal(&client) {
+                return Err(SessionOwned {
+                    owner: owner.username.clone(),
+                });
+            }
+        }
         // Whoever is attached to `existing` sees its `attach_seq` move on (or is kicked)
         // and goes; wake it if it waits (or is parked).
         if let Some(existing) = &existing {
@@ -507,13 +575,13 @@ impl Core {
                 let seq = existing.attach_seq.fetch_add(1, Ordering::AcqRel) + 1;
                 drop(sessions);
                 self.wake(existing);
-                return Opened {
+                return Ok(Opened {
                     session: existing.clone(),
                     present: true,
                     replaced: None,
                     ack,
                     seq,
-                };
+                });
             }
         }
         let mut ack = None;
@@ -543,13 +611,13 @@ impl Core {
         }
         sessions.replace(ById(session.clone()));
         let seq = session.attach_seq.fetch_add(1, Ordering::AcqRel) + 1;
-        Opened {
+        Ok(Opened {
             session,
             present: false,
             replaced: existing,
             ack,
             seq,
-        }
+        })
     }
 
     /// Attaches a connection to `session` after it got the owner lock: marks it online,
@@ -855,9 +923,12 @@ impl Core {
             }
         }
         let mut targets = Vec::new();
-        self.router.read().route(&msg.topic, &mut targets, |s| {
-            s.connected.load(Ordering::Relaxed)
-        });
+        self.router.read().route(
+            &msg.topic,
+            &mut targets,
+            |s| s.connected.load(Ordering::Relaxed),
+            |s| self.may_read(&s.slot.lock().client, &msg.topic),
+        );
         if targets.len() > 1 {
             targets.sort_unstable_by_key(|t| t.0);
         }
@@ -885,7 +956,7 @@ impl Core {
         outcome: &mut RouteOutcome,
     ) {
         let mut slot = session.slot.lock();
-        if !self.authorizer.authorize_delivery(&slot.client, &msg.topic) {
+        if !self.may_read(&slot.client, &msg.topic) {
             return;
         }
         let seq = slot.state.alloc_seq();

@@ -26,8 +26,9 @@ mod trie;
 pub mod ws;
 
 pub use auth::{
-    AllowAll, AuthExchange, AuthFuture, AuthStep, Authorizer, ClientInfo, ConnectRequest,
-    EnhancedAuthFuture, Identity, UsernamePolicy, WillRequest,
+    is_reserved_client_id, AllowAll, AuthExchange, AuthFuture, AuthStep, Authorizer, ClientInfo,
+    ConnectRequest, EnhancedAuthFuture, Identity, UsernamePolicy, WillRequest,
+    RESERVED_CLIENT_ID_PREFIX,
 };
 pub use broker::{serve_tcp, serve_ws, Broker, BrokerHandle};
 pub use error::Error;

@@ -148,13 +148,16 @@ impl<T: Clone> Router<T> {
     }
 
     /// Appends the subscriptions that get a message on `topic`: every matching direct
-    /// subscription, and one member of every matching share group (the next connected one
-    /// in round-robin order, as `online` tells, else the next one).
+    /// subscription, and one member of every matching share group, chosen among the
+    /// members that may read it (`may_read`): the next connected one in round-robin
+    /// order, as `online` tells, else the next one. A group with no member allowed to
+    /// read the message gets nothing (no member can be starved by one that may not read).
     pub fn route(
         &self,
         topic: &str,
         out: &mut Vec<(u64, T, SubOpts)>,
         online: impl Fn(&T) -> bool,
+        may_read: impl Fn(&T) -> bool,
     ) {
         self.direct.matches(topic, out);
         if self.groups.is_empty() {
@@ -171,11 +174,19 @@ impl<T: Clone> Router<T> {
                 continue;
             }
             let start = group.next.fetch_add(1, Ordering::Relaxed);
-            let pick = (0..n)
-                .map(|i| (start + i) % n)
-                .find(|&i| online(&group.members[i].1))
-                .unwrap_or(start % n);
-            if let Some(m) = group.members.get(pick) {
+            let mut first_allowed = None;
+            for i in (0..n).map(|i| (start + i) % n) {
+                let member = &group.members[i].1;
+                if !may_read(member) {
+                    continue;
+                }
+                if online(member) {
+                    first_allowed = Some(i);
+                    break;
+                }
+                first_allowed.get_or_insert(i);
+            }
+            if let Some(m) = first_allowed.and_then(|i| group.members.get(i)) {
                 out.push(m.clone());
             }
         }
@@ -188,7 +199,7 @@ mod tests {
 
     fn routed(r: &Router<&'static str>, topic: &str, online: &[&str]) -> Vec<&'static str> {
         let mut out = Vec::new();
-        r.route(topic, &mut out, |v| online.contains(v));
+        r.route(topic, &mut out, |v| online.contains(v), |_| true);
         let mut names: Vec<_> = out.into_iter().map(|(_, v, _)| v).collect();
         names.sort_unstable();
         names
@@ -225,6 +236,35 @@ mod tests {
         assert!(r.remove("$share/g/a/+", 2));
         assert!(!r.remove("$share/g/a/+", 2));
         assert_eq!(routed(&r, "a/b", &all), ["direct", "three"]);
+    }
+
+    #[test]
+    fn a_share_group_picks_only_members_that_may_read_the_message() {
+        let mut r = Router::new();
+        let o = SubOpts::qos(QoS::AtLeastOnce);
+        r.insert("$share/workers/#", 1, "worker1", o);
+        r.insert("$share/workers/#", 2, "intruder", o);
+        r.insert("$share/workers/#", 3, "worker2", o);
+        let online = |_: &&str| true;
+        let may_read = |v: &&str| *v != "intruder";
+        let mut picked = Vec::new();
+        for _ in 0..30 {
+            let mut out = Vec::new();
+            r.route("jobs/1", &mut out, online, may_read);
+            assert_eq!(out.len(), 1, "one member per group");
+            picked.push(out[0].1);
+        }
+        assert!(!picked.contains(&"intruder"), "{picked:?}");
+        assert!(picked.contains(&"worker1") && picked.contains(&"worker2"));
+        // An allowed member that is offline still beats one that may not read.
+        let mut out = Vec::new();
+        r.route("jobs/1", &mut out, |v| *v == "intruder", may_read);
+        assert_eq!(out.len(), 1);
+        assert_ne!(out[0].1, "intruder");
+        // Nobody may read: the group gets nothing.
+        let mut out = Vec::new();
+        r.route("jobs/1", &mut out, online, |_| false);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub struct Stats {
     /// Direct deliveries the socket did not take whole: the subscriber's connection
     /// wrote the rest.
     pub deliveries_direct_cut: AtomicU64,
+    /// CONNECTs refused because their client id names a session of another identity.
+    pub connects_refused_session_owner: AtomicU64,
+    /// Queued or inflight deliveries dropped when sent because the subscriber may no
+    /// longer read them (the ACL changed after they were queued).
+    pub deliveries_revoked: AtomicU64,
 }
 
 impl Stats {

@@ -25,7 +25,7 @@ pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
 
 fn publish_all(core: &Core) {
     let s = &core.stats;
-    let values: [(&str, String); 11] = [
+    let values: [(&str, String); 13] = [
         (
             "version",
             format!("mqgate version {}", env!("CARGO_PKG_VERSION")),
@@ -52,6 +52,14 @@ fn publish_all(core: &Core) {
         ("bytes/sent", Stats::get(&s.bytes_sent).to_string()),
         ("retained messages/count", core.retained_count().to_string()),
         ("subscriptions/count", core.subscription_count().to_string()),
+        (
+            "clients/refused/session_owner",
+            Stats::get(&s.connects_refused_session_owner).to_string(),
+        ),
+        (
+            "publish/messages/revoked",
+            Stats::get(&s.deliveries_revoked).to_string(),
+        ),
     ];
     for (name, value) in values {
         let msg = Arc::new(Message {

@@ -2,6 +2,7 @@
 //! and transport-identity authentication, ACL checks per operation, and reload.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,6 +43,8 @@ pub struct Security {
     acl: ArcSwapOption<Acl>,
     disconnect_on_denied_publish: bool,
     denials: Mutex<DenialLimiter>,
+    /// Bumped by every reload ([`Authorizer::rules_epoch`]).
+    epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for Security {
@@ -125,6 +128,7 @@ impl Security {
             acl: ArcSwapOption::new(acl),
             disconnect_on_denied_publish,
             denials: Mutex::new(DenialLimiter::new()),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -155,6 +159,9 @@ impl Security {
                 }
             }
         }
+        // After the new rules are in place: deliveries queued before now are checked
+        // again when sent (a message queued later was checked under the new rules).
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         match first {
             Some(e) => Err(e),
             None => Ok(()),
@@ -240,6 +247,7 @@ impl Security {
                 client_id: request.client_id.to_owned(),
                 username: user.clone(),
                 peer: identity.peer,
+                internal: false,
             };
             if !self.check_write(&client, will.topic, "will") {
                 info!(peer = %identity.peer, client_id = request.client_id, topic = will.topic, "CONNECT refused: will topic not authorized");
@@ -339,6 +347,10 @@ impl Authorizer for Security {
 
     fn disconnect_on_denied_publish(&self) -> bool {
         Security::disconnect_on_denied_publish(self)
+    }
+
+    fn rules_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     fn authorize_subscribe(&self, client: &ClientInfo, filter: &str, _qos: QoS) -> bool {

@@ -60,6 +60,7 @@ async fn login(
         peer: peer(),
         transport_user: transport_user.map(str::to_owned),
         username_policy: UsernamePolicy::Replace,
+        internal: false,
     };
     let pw = pw.map(|p| Bytes::copy_from_slice(p.as_bytes()));
     let req = ConnectRequest {
@@ -77,6 +78,7 @@ fn client(user: Option<&str>, id: &str) -> ClientInfo {
         client_id: id.to_owned(),
         username: user.map(str::to_owned),
         peer: peer(),
+        internal: false,
     }
 }
 

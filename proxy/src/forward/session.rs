@@ -166,6 +166,7 @@ where
         client_id: connect.client_id.clone(),
         username: username.clone(),
         peer: identity.peer,
+        internal: false,
     });
     if let Some(will) = &connect.will {
         if !security.authorize_publish(&info, &will.topic, will.qos, will.retain) {

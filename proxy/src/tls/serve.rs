@@ -275,6 +275,7 @@ async fn handshake(
             transport_user,
             // use_identity_as_username: the certificate's identity replaces the CONNECT's.
             username_policy: UsernamePolicy::Replace,
+            internal: false,
         },
     ))
 }

@@ -1,0 +1,570 @@
+//! Identity attacks against the real `mqgate run` with passwords and an ACL on: each
+//! test tries to cross a boundary (another user's session, a reserved client id, a
+//! share group, a revoked grant, hostile user names and client ids) and asserts what a
+//! client observes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use common::Mqgate;
+use mqgate_protocol::codec::{decode_packet, encode_packet};
+use mqgate_protocol::{
+    Connect, Packet, Properties, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, RetainHandling,
+    Subscribe, SubscribeFilter, SubscriptionOptions,
+};
+
+/// How long a client waits for a packet it expects.
+const WAIT: Duration = Duration::from_secs(10);
+/// How long a client waits to be sure a packet it must not get does not come.
+const QUIET: Duration = Duration::from_millis(700);
+
+const ACL: &str = "\
+user alice
+topic readwrite site/alice/#
+
+user bob
+topic readwrite site/bob/#
+
+user w1
+topic readwrite jobs/#
+
+user w2
+topic readwrite jobs/#
+
+user eve
+topic read site/eve/#
+topic read jobs/public/#
+
+pattern readwrite dev/%c/#
+";
+
+/// A gateway with passwords (alice, bob, w1, w2, eve; password = user + "-pw"), no
+/// anonymous access and the ACL above, on a loopback TCP listener.
+struct Gateway {
+    mqgate: Mqgate,
+    _dir: tempfile::TempDir,
+    acl: std::path::PathBuf,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let passwords = dir.path().join("passwords");
+        for user in ["alice", "bob", "w1", "w2", "eve"] {
+            add_password(&passwords, user, &format!("{user}-pw"));
+        }
+        let acl = dir.path().join("acl");
+        std::fs::write(&acl, ACL).unwrap();
+        let config = dir.path().join("mqgate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[auth]\npassword_file = {:?}\nallow_anonymous = false\n\
+                 [auth.argon2]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
+                 [acl]\nfile = {:?}\n",
+                passwords.to_str().unwrap(),
+                acl.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        let mqgate = Mqgate::start(&data, &["--config", config.to_str().unwrap()]);
+        Gateway {
+            mqgate,
+            _dir: dir,
+            acl,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.mqgate.addr
+    }
+
+    fn login(&self, version: ProtocolVersion, user: &str, client_id: &str, clean: bool) -> Client {
+        let (client, ack) = Client::connect(
+            self.addr(),
+            version,
+            client_id,
+            clean,
+            Some((user, &format!("{user}-pw"))),
+        );
+        assert_eq!(ack, (ReasonCode::Success, ack.1), "{user} as {client_id}");
+        client
+    }
+}
+
+fn add_password(file: &Path, user: &str, password: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mqgate"))
+        .args(["passwd", "add", file.to_str().unwrap(), user])
+        .args([
+            "--memory-kib",
+            "64",
+            "--iterations",
+            "1",
+            "--parallelism",
+            "1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A raw MQTT client: every byte under the test's control.
+struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    version: ProtocolVersion,
+    next_pkid: u16,
+}
+
+impl Client {
+    /// Connects and returns the client with CONNACK's (reason, session present); the
+    /// reason is `UnspecifiedError` if the server closed without a CONNACK.
+    fn connect(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        client_id: &str,
+        clean: bool,
+        credentials: Option<(&str, &str)>,
+    ) -> (Client, (ReasonCode, bool)) {
+        let mut properties = Properties::default();
+        if version.is_v5() && !clean {
+            properties.session_expiry_interval = Some(3600);
+        }
+        let connect = Connect {
+            protocol: version,
+            clean_start: clean,
+            keep_alive: 60,
+            client_id: client_id.to_owned(),
+            will: None,
+            username: credentials.map(|c| c.0.to_owned()),
+            password: credentials.map(|c| Bytes::copy_from_slice(c.1.as_bytes())),
+            properties,
+        };
+        Client::connect_with(addr, version, connect)
+    }
+
+    fn connect_with(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        connect: Connect,
+    ) -> (Client, (ReasonCode, bool)) {
+        let stream = TcpStream::connect(addr).unwrap();
+        let mut client = Client {
+            stream,
+            buf: BytesMut::new(),
+            version,
+            next_pkid: 1,
+        };
+        client.send(&Packet::Connect(connect));
+        let ack = match client.recv(WAIT) {
+            Some(Packet::ConnAck(a)) => (a.reason, a.session_present),
+            Some(other) => panic!("expected CONNACK, got {other:?}"),
+            None => (ReasonCode::UnspecifiedError, false),
+        };
+        (client, ack)
+    }
+
+    fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        encode_packet(packet, self.version, &mut out).unwrap();
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next packet within `timeout`; `None` on timeout or a closed connection.
+    fn recv(&mut self, timeout: Duration) -> Option<Packet> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(p)) = decode_packet(&mut self.buf, self.version, 1 << 20) {
+                return Some(p);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn pkid(&mut self) -> u16 {
+        let id = self.next_pkid;
+        self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Subscribes and returns the SUBACK reasons.
+    fn subscribe(&mut self, filter: &str, qos: QoS) -> Vec<ReasonCode> {
+        let pkid = self.pkid();
+        self.send(&Packet::Subscribe(Subscribe {
+            pkid,
+            filters: vec![SubscribeFilter {
+                filter: filter.to_owned(),
+                options: SubscriptionOptions {
+                    qos,
+                    no_local: false,
+                    retain_as_published: false,
+                    retain_handling: RetainHandling::SendAtSubscribe,
+                },
+            }],
+            properties: Properties::default(),
+        }));
+        loop {
+            match self.recv(WAIT) {
+                Some(Packet::SubAck(a)) if a.pkid == pkid => return a.reasons,
+                Some(Packet::Publish(p)) => self.ack(&p),
+                Some(other) => panic!("expected SUBACK, got {other:?}"),
+                None => panic!("no SUBACK for {filter}"),
+            }
+        }
+    }
+
+    /// Publishes at QoS 1 and waits for the PUBACK; returns its reason.
+    fn publish(&mut self, topic: &str, payload: &str) -> ReasonCode {
+        let pkid = self.pkid();
+        self.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: Arc::from(topic),
+            pkid,
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+            properties: Properties::default(),
+        }));
+        loop {
+            match self.recv(WAIT) {
+                Some(Packet::PubAck(a)) if a.pkid == pkid => return a.reason,
+                Some(Packet::Publish(p)) => self.ack(&p),
+                Some(other) => panic!("expected PUBACK, got {other:?}"),
+                None => panic!("no PUBACK for {topic}"),
+            }
+        }
+    }
+
+    fn ack(&mut self, p: &Publish) {
+        if p.qos == QoS::AtLeastOnce {
+            self.send(&Packet::PubAck(PubAck::new(p.pkid)));
+        }
+    }
+
+    /// Payloads of the deliveries that arrive until nothing came for `QUIET`.
+    fn drain(&mut self) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Some(packet) = self.recv(QUIET) {
+            if let Packet::Publish(p) = packet {
+                self.ack(&p);
+                got.push(String::from_utf8_lossy(&p.payload).into_owned());
+            }
+        }
+        got
+    }
+
+    /// Waits until `n` deliveries arrived (or `WAIT` passed); returns their payloads.
+    fn receive(&mut self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(left) {
+                Some(Packet::Publish(p)) => {
+                    self.ack(&p);
+                    got.push(String::from_utf8_lossy(&p.payload).into_owned());
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        got
+    }
+
+    fn disconnect(mut self) {
+        self.send(&Packet::Disconnect(Default::default()));
+    }
+}
+
+/// bob leaves a persistent session with messages queued for it.
+fn bob_with_queued_messages(gw: &Gateway, version: ProtocolVersion, n: usize) {
+    let mut bob = gw.login(version, "bob", "bob", false);
+    assert_eq!(
+        bob.subscribe("site/bob/#", QoS::AtLeastOnce),
+        [ReasonCode::GrantedQoS1]
+    );
+    bob.disconnect();
+    let mut sender = gw.login(version, "bob", "bob-sender", true);
+    for i in 0..n {
+        assert_eq!(
+            sender.publish("site/bob/inbox", &format!("for-bob-{i}")),
+            ReasonCode::Success
+        );
+    }
+    sender.disconnect();
+}
+
+fn takeover_is_refused(version: ProtocolVersion, refusal: ReasonCode) {
+    let gw = Gateway::start();
+    bob_with_queued_messages(&gw, version, 3);
+    // alice asks for bob's client id, resuming and with a clean start.
+    for clean in [false, true] {
+        let (mut alice, ack) = Client::connect(
+            gw.addr(),
+            version,
+            "bob",
+            clean,
+            Some(("alice", "alice-pw")),
+        );
+        assert_eq!(ack, (refusal, false), "alice as bob, clean = {clean}");
+        assert!(
+            alice.drain().is_empty(),
+            "alice got bob's messages (clean = {clean})"
+        );
+    }
+    // An anonymous claim (no credentials at all) is refused too.
+    let (_, ack) = Client::connect(gw.addr(), version, "bob", false, None);
+    assert_ne!(ack.0, ReasonCode::Success);
+    // bob's session is untouched: present, with every queued message.
+    let (mut bob, ack) = Client::connect(gw.addr(), version, "bob", false, Some(("bob", "bob-pw")));
+    assert_eq!(ack, (ReasonCode::Success, true));
+    let mut got = bob.receive(3);
+    got.sort();
+    assert_eq!(got, ["for-bob-0", "for-bob-1", "for-bob-2"]);
+    assert!(gw
+        .mqgate
+        .wait_for_log("the client id is another identity's session", WAIT));
+}
+
+#[test]
+fn another_user_cannot_take_over_a_persistent_session_3_1_1() {
+    // 3.1.1 return code 5: not authorized.
+    takeover_is_refused(ProtocolVersion::V3_1_1, ReasonCode::NotAuthorized);
+}
+
+#[test]
+fn another_user_cannot_take_over_a_persistent_session_5() {
+    takeover_is_refused(ProtocolVersion::V5, ReasonCode::NotAuthorized);
+}
+
+#[test]
+fn another_user_cannot_kick_a_connected_client() {
+    let gw = Gateway::start();
+    let mut bob = gw.login(ProtocolVersion::V3_1_1, "bob", "bob-live", true);
+    bob.subscribe("site/bob/#", QoS::AtLeastOnce);
+    let (_, ack) = Client::connect(
+        gw.addr(),
+        ProtocolVersion::V3_1_1,
+        "bob-live",
+        true,
+        Some(("alice", "alice-pw")),
+    );
+    assert_eq!(ack.0, ReasonCode::NotAuthorized);
+    // bob is still connected and still receives.
+    let mut sender = gw.login(ProtocolVersion::V3_1_1, "bob", "bob-sender", true);
+    sender.publish("site/bob/x", "still-here");
+    assert_eq!(bob.receive(1), ["still-here"]);
+}
+
+#[test]
+fn the_bridge_client_id_is_reserved() {
+    let gw = Gateway::start();
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let (_, ack) = Client::connect(
+            gw.addr(),
+            version,
+            "mqgate-bridge-cloud",
+            false,
+            Some(("alice", "alice-pw")),
+        );
+        assert_eq!(
+            ack.0,
+            ReasonCode::ClientIdentifierNotValid,
+            "protocol {version:?}"
+        );
+    }
+}
+
+#[test]
+fn a_member_that_may_not_read_cannot_starve_a_share_group() {
+    let gw = Gateway::start();
+    let mut w1 = gw.login(ProtocolVersion::V5, "w1", "w1", true);
+    let mut w2 = gw.login(ProtocolVersion::V5, "w2", "w2", true);
+    // eve may read jobs/public/# only; she joins the workers' group on everything.
+    let mut eve = gw.login(ProtocolVersion::V5, "eve", "eve", true);
+    for c in [&mut w1, &mut w2] {
+        assert_eq!(
+            c.subscribe("$share/workers/jobs/#", QoS::AtLeastOnce),
+            [ReasonCode::GrantedQoS1]
+        );
+    }
+    let granted = eve.subscribe("$share/workers/jobs/#", QoS::AtLeastOnce);
+    assert_eq!(granted.len(), 1);
+    let mut publisher = gw.login(ProtocolVersion::V5, "w1", "w1-pub", true);
+    let n = 30;
+    for i in 0..n {
+        assert_eq!(
+            publisher.publish("jobs/secret", &format!("job-{i}")),
+            ReasonCode::Success
+        );
+    }
+    let mut got = w1.receive(1);
+    got.extend(w2.drain());
+    got.extend(w1.drain());
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), n, "the workers got {got:?}");
+    assert!(eve.drain().is_empty(), "eve read jobs/secret");
+}
+
+#[test]
+fn a_reload_that_removes_a_grant_stops_queued_messages() {
+    let gw = Gateway::start();
+    bob_with_queued_messages(&gw, ProtocolVersion::V3_1_1, 3);
+    // The operator removes bob's grant and reloads.
+    std::fs::write(&gw.acl, ACL.replace("topic readwrite site/bob/#", "")).unwrap();
+    gw.mqgate.signal("HUP");
+    assert!(gw.mqgate.wait_for_log("ACL file reloaded", WAIT));
+    let (mut bob, ack) = Client::connect(
+        gw.addr(),
+        ProtocolVersion::V3_1_1,
+        "bob",
+        false,
+        Some(("bob", "bob-pw")),
+    );
+    assert_eq!(ack, (ReasonCode::Success, true));
+    assert!(bob.drain().is_empty(), "queued messages outlived the grant");
+    assert!(gw
+        .mqgate
+        .wait_for_log("the client may no longer read it", WAIT));
+}
+
+/// A CONNECT written byte by byte (the codec refuses to encode a NUL in a string):
+/// clean session, keep alive 60, user name and password.
+fn hand_made_connect(
+    version: ProtocolVersion,
+    client_id: &str,
+    user: &[u8],
+    password: &[u8],
+) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(s);
+    }
+    let mut body = Vec::new();
+    string(&mut body, b"MQTT");
+    body.push(if version.is_v5() { 5 } else { 4 });
+    body.push(0b1100_0010);
+    body.extend_from_slice(&60u16.to_be_bytes());
+    if version.is_v5() {
+        body.push(0); // no properties
+    }
+    string(&mut body, client_id.as_bytes());
+    string(&mut body, user);
+    string(&mut body, password);
+    let mut packet = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        packet.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend_from_slice(&body);
+    packet
+}
+
+#[test]
+fn hostile_user_names_are_refused_and_the_gateway_stays_up() {
+    let gw = Gateway::start();
+    let long = vec![b'u'; 64 * 1024 - 1];
+    let names: [&[u8]; 6] = [b"a/b", b"+", b"#", b"a\0b", &long, b""];
+    // One attempt per name, alternating protocol versions: each failure is throttled.
+    for (i, name) in names.into_iter().enumerate() {
+        let version = if i % 2 == 0 {
+            ProtocolVersion::V3_1_1
+        } else {
+            ProtocolVersion::V5
+        };
+        let mut client = Client {
+            stream: TcpStream::connect(gw.addr()).unwrap(),
+            buf: BytesMut::new(),
+            version,
+            next_pkid: 1,
+        };
+        let bytes = hand_made_connect(version, "hostile", name, b"whatever");
+        client.stream.write_all(&bytes).unwrap();
+        let shown = String::from_utf8_lossy(&name[..name.len().min(8)]).into_owned();
+        match client.recv(WAIT) {
+            Some(Packet::ConnAck(a)) => {
+                assert_ne!(a.reason, ReasonCode::Success, "user name {shown:?}")
+            }
+            // A malformed CONNECT (NUL) may be closed without a CONNACK.
+            None => {}
+            Some(other) => panic!("user name {shown:?}: {other:?}"),
+        }
+    }
+    // Still serving real users.
+    let mut alice = gw.login(ProtocolVersion::V3_1_1, "alice", "alice", true);
+    assert_eq!(alice.publish("site/alice/ok", "x"), ReasonCode::Success);
+}
+
+#[test]
+fn client_ids_with_wildcards_gain_nothing_from_percent_c_patterns() {
+    let gw = Gateway::start();
+    let mut victim = gw.login(ProtocolVersion::V5, "bob", "sensor1", true);
+    assert_eq!(
+        victim.subscribe("dev/sensor1/#", QoS::AtLeastOnce),
+        [ReasonCode::GrantedQoS1]
+    );
+    for id in ["+", "#", "..", "a/b"] {
+        let mut attacker = gw.login(ProtocolVersion::V5, "alice", id, true);
+        // `pattern readwrite dev/%c/#` must not become dev/+/# or dev/#/#.
+        let reason = attacker.publish("dev/sensor1/cmd", &format!("from-{id}"));
+        assert_eq!(reason, ReasonCode::NotAuthorized, "client id {id:?}");
+        attacker.disconnect();
+    }
+    // An empty client id gets an assigned one, and no grant from the pattern either.
+    let mut anon_id = gw.login(ProtocolVersion::V5, "alice", "", true);
+    assert_eq!(
+        anon_id.publish("dev/sensor1/cmd", "from-empty"),
+        ReasonCode::NotAuthorized
+    );
+    assert!(victim.drain().is_empty());
+}
