@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use clap::{Args, Subcommand, ValueEnum};
 use mqgate_certs::{
-    Ca, CertsDir, CertsError, InitOptions, IssueRequest, Issued, KeyType, OffsetDateTime, Profile,
-    Reason, DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CRL_DAYS, DEFAULT_VALIDITY_DAYS,
+    Ca, CertsDir, CertsError, CsrRequest, InitOptions, IssueRequest, Issued, KeyType,
+    OffsetDateTime, Profile, Reason, DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CRL_DAYS,
+    DEFAULT_VALIDITY_DAYS,
 };
 
 /// Default certs directory, next to the gateway's other state.
@@ -78,7 +79,8 @@ pub enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Sign a CSR (PEM or DER) made on the device, so its key never leaves it.
+    /// Sign a CSR (PEM or DER) made on the device, so its key never leaves it. Only the
+    /// CSR's CN and public key are used; its SANs are dropped unless --keep-san.
     SignCsr {
         /// The certificate signing request.
         file: PathBuf,
@@ -91,6 +93,13 @@ pub enum CertsCommand {
         /// Sign even if a valid certificate already has this subject.
         #[arg(long)]
         force: bool,
+        /// Copy the CSR's subject alternative names into the certificate (default: drop
+        /// them, keep only the CN). DANGEROUS: listeners with identity = "san-uri",
+        /// "san-dns" or "san-email" use a SAN as the MQTT username, so the requester would
+        /// pick its own identity (a SAN of URI:spiffe://site/admin logs in as admin).
+        /// Check the SANs first: `openssl req -noout -text -in FILE`.
+        #[arg(long)]
+        keep_san: bool,
     },
     /// Show the inventory; certificates expiring within 30 days are marked with `!`.
     List,
@@ -223,9 +232,25 @@ fn execute(args: CertsArgs) -> Result<(), CertsError> {
             profile,
             validity_days,
             force,
+            keep_san,
         } => {
             let ca = open(dir)?;
-            print_issued(&ca.sign_csr(&file, profile.into(), validity_days, force, now)?);
+            let req = CsrRequest {
+                csr: file,
+                profile: profile.into(),
+                validity_days,
+                force,
+                keep_san,
+            };
+            let issued = ca.sign_csr_request(&req, now)?;
+            if !issued.dropped_sans.is_empty() {
+                eprintln!(
+                    "warning: dropped the CSR's subject alternative names (not certified; \
+                     --keep-san copies them): {}",
+                    issued.dropped_sans.join(", ")
+                );
+            }
+            print_issued(&issued);
         }
         CertsCommand::List => {
             let ca = open(dir)?;
@@ -293,4 +318,7 @@ fn print_issued(issued: &Issued) {
         println!("  key (0600):  {}", key.display());
     }
     println!("  chain:       {}", issued.chain.display());
+    for san in &issued.sans {
+        println!("  signed SAN:  {san}");
+    }
 }

@@ -323,7 +323,7 @@ fn csr_from_openssl_is_signed_with_the_devices_own_key() {
         .unwrap()
         .starts_with(&fs::read_to_string(&cert).unwrap()));
 
-    // A server CSR with its SANs, signed under the server profile.
+    // A server CSR with its SANs: refused unless they are explicitly kept.
     let csr = openssl_csr(
         work,
         "broker",
@@ -333,18 +333,101 @@ fn csr_from_openssl_is_signed_with_the_devices_own_key() {
             "extendedKeyUsage=serverAuth",
         ],
     );
-    pki.ok(&[
-        "sign-csr",
-        "--profile",
-        "server",
-        &csr.display().to_string(),
-    ]);
+    let csr = csr.display().to_string();
+    let err = pki.fails(&["sign-csr", "--profile", "server", &csr]);
+    assert!(
+        err.contains("--keep-san") && err.contains("broker.local"),
+        "{err}"
+    );
+    assert!(!pki.path("servers/broker.pem").exists());
+    let out = pki.ok(&["sign-csr", "--profile", "server", "--keep-san", &csr]);
+    assert!(out.contains("DNS:broker.local"), "{out}");
     let cert = pki.path("servers/broker.pem");
     pki.assert_verifies(&cert);
     let text = x509_text(&cert);
     assert!(
         text.contains("DNS:broker.local") && text.contains("TLS Web Server Authentication"),
         "{text}"
+    );
+}
+
+/// A CSR for `sensor9` that asks for the SAN URI `spiffe://site/admin`: with a listener on
+/// `identity = "san-uri"`, certifying it would log the device in as `admin`.
+fn admin_san_csr(pki: &Pki) -> String {
+    let csr = openssl_csr(
+        pki._tmp.path(),
+        "sensor9",
+        "/CN=sensor9",
+        &["subjectAltName=URI:spiffe://site/admin"],
+    );
+    csr.display().to_string()
+}
+
+#[test]
+fn csr_sans_are_dropped_by_default_and_reported() {
+    let pki = Pki::new();
+    let csr = admin_san_csr(&pki);
+    let out = pki.run(&["sign-csr", &csr]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+
+    let cert = pki.path("devices/sensor9.pem");
+    pki.assert_verifies(&cert);
+    let text = x509_text(&cert);
+    assert!(text.contains("Subject: CN = sensor9"), "{text}");
+    assert!(!text.contains("Subject Alternative Name"), "{text}");
+    assert!(!text.contains("URI:"), "{text}");
+    assert!(!text.contains("spiffe://site/admin"), "{text}");
+
+    // The dropped SAN is named on stderr, and not reported as signed.
+    let dropped = stderr
+        .lines()
+        .find(|l| l.contains("spiffe://site/admin"))
+        .unwrap_or_else(|| panic!("dropped SAN not reported: {stderr}"));
+    assert!(dropped.contains("--keep-san"), "{stderr}");
+    assert!(!stdout.contains("spiffe://site/admin"), "{stdout}");
+    let inventory = fs::read_to_string(pki.path("inventory.toml")).unwrap();
+    assert!(!inventory.contains("spiffe"), "{inventory}");
+
+    // A CSR without SANs signs silently.
+    let plain = openssl_csr(pki._tmp.path(), "plain", "/CN=plain", &[]);
+    let out = pki.run(&["sign-csr", &plain.display().to_string()]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn keep_san_certifies_and_prints_the_csr_sans() {
+    let pki = Pki::new();
+    let csr = admin_san_csr(&pki);
+    let out = pki.run(&["sign-csr", "--keep-san", &csr]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+
+    let cert = pki.path("devices/sensor9.pem");
+    pki.assert_verifies(&cert);
+    let text = x509_text(&cert);
+    assert!(text.contains("URI:spiffe://site/admin"), "{text}");
+    assert!(text.contains("Subject: CN = sensor9"), "{text}");
+    let printed = format!("{stdout}{stderr}");
+    let line = printed
+        .lines()
+        .find(|l| l.contains("spiffe://site/admin"))
+        .unwrap_or_else(|| panic!("signed SAN not printed: {printed}"));
+    assert!(line.contains("URI:spiffe://site/admin"), "{line}");
+
+    // The help says what the flag does and why it is dangerous.
+    let help = pki.ok(&["sign-csr", "--help"]);
+    let flag = &help[help.find("--keep-san").unwrap()..];
+    assert!(
+        flag.contains("san-uri") && flag.contains("username"),
+        "{help}"
     );
 }
 

@@ -72,6 +72,23 @@ pub struct IssueRequest {
     pub force: bool,
 }
 
+/// A CSR to sign.
+#[derive(Debug, Clone)]
+pub struct CsrRequest {
+    /// The CSR file (PEM or DER).
+    pub csr: PathBuf,
+    /// Device or server.
+    pub profile: Profile,
+    /// Lifetime in days.
+    pub validity_days: u32,
+    /// Sign even if a valid certificate already carries this subject.
+    pub force: bool,
+    /// Copy the CSR's subject alternative names into the certificate. Off by default,
+    /// and dangerous: a listener can take the MQTT username from a SAN (`identity =
+    /// "san-uri"` etc.), so certifying the requester's SANs lets it pick its identity.
+    pub keep_san: bool,
+}
+
 /// A certificate that was issued and the files written for it.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -83,6 +100,11 @@ pub struct Issued {
     pub key: Option<PathBuf>,
     /// The chain file (certificate + CA certificate).
     pub chain: PathBuf,
+    /// Every subject alternative name in the certificate, including any the profile adds,
+    /// in openssl's syntax (`DNS:…`, `IP:…`, `URI:…`, `email:…`, `otherName:…`).
+    pub sans: Vec<String>,
+    /// The SANs a CSR asked for that were left out of the certificate (same syntax).
+    pub dropped_sans: Vec<String>,
 }
 
 /// A CRL that was written.
@@ -276,8 +298,8 @@ impl Ca {
         self.sign_and_store(&mut inv, draft, &key, Some(&key), now)
     }
 
-    /// Signs the CSR in `csr_path` under `profile`: the CSR must verify, must not ask for
-    /// CA rights or for an EKU the profile does not grant; the subject is its CN.
+    /// Signs the CSR in `csr_path` under `profile`, keeping only its CN and public key:
+    /// the CSR's SANs are dropped (see [`Ca::sign_csr_request`]).
     pub fn sign_csr(
         &self,
         csr_path: &Path,
@@ -286,22 +308,54 @@ impl Ca {
         force: bool,
         now: OffsetDateTime,
     ) -> Result<Issued> {
+        let req = CsrRequest {
+            csr: csr_path.to_path_buf(),
+            profile,
+            validity_days,
+            force,
+            keep_san: false,
+        };
+        self.sign_csr_request(&req, now)
+    }
+
+    /// Signs a CSR: it must verify, must not ask for CA rights or for an EKU the profile
+    /// does not grant. The subject is its CN; its SANs are certified only with `keep_san`,
+    /// otherwise they are listed in [`Issued::dropped_sans`].
+    pub fn sign_csr_request(&self, req: &CsrRequest, now: OffsetDateTime) -> Result<Issued> {
+        let csr_path = req.csr.as_path();
         let bytes = fs::read(csr_path).map_err(|e| CertsError::io(csr_path, e))?;
-        let accepted = csr::accept(csr_path, &bytes, profile)?;
-        if profile == Profile::Server && accepted.sans.is_empty() {
-            return Err(CertsError::NoServerNames);
+        let accepted = csr::accept(csr_path, &bytes, req.profile)?;
+        let (sans, dropped) = if req.keep_san {
+            (accepted.requested_sans, Vec::new())
+        } else {
+            (Vec::new(), accepted.requested_sans)
+        };
+        let dropped_sans: Vec<String> = dropped.iter().map(profile::san_display).collect();
+        if req.profile == Profile::Server && sans.is_empty() {
+            if dropped_sans.is_empty() {
+                return Err(CertsError::NoServerNames);
+            }
+            return Err(CertsError::CsrSansNotKept {
+                path: csr_path.to_path_buf(),
+                sans: dropped_sans.join(", "),
+            });
         }
         let mut inv = self.inventory()?;
-        self.check_subject_free(&inv, &accepted.subject, force, now)?;
-        let validity = self.validity(validity_days, now)?;
+        self.check_subject_free(&inv, &accepted.subject, req.force, now)?;
+        let validity = self.validity(req.validity_days, now)?;
         info!(csr = %csr_path.display(), subject = %accepted.subject, "CSR verified");
+        if !dropped_sans.is_empty() {
+            warn!(csr = %csr_path.display(), dropped = %dropped_sans.join(", "), "CSR subject alternative names not certified");
+        }
         let draft = Draft {
-            profile,
+            profile: req.profile,
             subject: accepted.subject,
-            sans: accepted.sans,
+            sans,
             validity,
         };
-        self.sign_and_store(&mut inv, draft, &accepted.public_key, None, now)
+        let mut issued = self.sign_and_store(&mut inv, draft, &accepted.public_key, None, now)?;
+        issued.dropped_sans = dropped_sans;
+        Ok(issued)
     }
 
     /// Issues a fresh certificate (new serial, new validity) for the subject of the
@@ -508,9 +562,15 @@ impl Ca {
             serial_bytes = serial::random_serial()?;
         }
         let serial_hex = serial::to_hex(&serial_bytes);
-        let san_strings = sans.iter().filter_map(profile::san_to_string).collect();
         let params =
             profile::end_entity_params(profile, subject, sans, &serial_bytes, now, validity);
+        // What the certificate will carry, profile additions included.
+        let certified = &params.subject_alt_names;
+        let san_strings = certified
+            .iter()
+            .filter_map(profile::san_to_string)
+            .collect();
+        let san_display = certified.iter().map(profile::san_display).collect();
         let cert = params
             .signed_by(public_key, &self.issuer)
             .map_err(|source| CertsError::Generate {
@@ -558,6 +618,8 @@ impl Ca {
             cert: cert_path,
             key: key_written,
             chain,
+            sans: san_display,
+            dropped_sans: Vec::new(),
         })
     }
 }
@@ -616,4 +678,117 @@ fn cert_facts(path: &Path, der: &[u8]) -> Result<(String, OffsetDateTime, Vec<u8
         x509.validity().not_after.to_datetime(),
         x509.public_key().raw.to_vec(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_ca(tmp: &Path) -> Ca {
+        let dir = CertsDir::new(tmp.join("certs"));
+        let opts = InitOptions {
+            name: "Test CA".into(),
+            key_type: KeyType::EcdsaP256,
+            validity_days: 30,
+            force: false,
+        };
+        init(&dir, &opts, OffsetDateTime::now_utc()).unwrap();
+        Ca::open(dir).unwrap()
+    }
+
+    /// Writes a CSR for CN `cn` asking for `sans` (inventory syntax); returns its path.
+    fn write_csr(tmp: &Path, cn: &str, sans: &[&str]) -> PathBuf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        params.distinguished_name = dn;
+        params.subject_alt_names = sans
+            .iter()
+            .map(|s| profile::san_from_string(s).unwrap())
+            .collect();
+        let path = tmp.join(format!("{cn}.csr"));
+        let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+        fs::write(&path, pem).unwrap();
+        path
+    }
+
+    /// The SANs of the certificate in `path`, as x509-parser renders them.
+    fn cert_sans(path: &Path) -> Vec<String> {
+        let der = pem_der(path, &fs::read_to_string(path).unwrap()).unwrap();
+        let (_, x509) = x509_parser::parse_x509_certificate(&der).unwrap();
+        match x509.subject_alternative_name().unwrap() {
+            Some(ext) => ext
+                .value
+                .general_names
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn request(csr: PathBuf, profile: Profile, keep_san: bool) -> CsrRequest {
+        CsrRequest {
+            csr,
+            profile,
+            validity_days: 10,
+            force: true,
+            keep_san,
+        }
+    }
+
+    #[test]
+    fn csr_sans_are_dropped_unless_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = new_ca(tmp.path());
+        let now = OffsetDateTime::now_utc();
+        let csr = write_csr(tmp.path(), "sensor9", &["uri:spiffe://site/admin"]);
+
+        let issued = ca
+            .sign_csr_request(&request(csr.clone(), Profile::Device, false), now)
+            .unwrap();
+        assert_eq!(issued.record.subject, "sensor9");
+        assert!(issued.sans.is_empty(), "{:?}", issued.sans);
+        assert!(issued.record.sans.is_empty(), "{:?}", issued.record.sans);
+        assert_eq!(issued.dropped_sans, ["URI:spiffe://site/admin"]);
+        assert!(cert_sans(&issued.cert).is_empty());
+        // The plain API is the safe one too.
+        let issued = ca.sign_csr(&csr, Profile::Device, 10, true, now).unwrap();
+        assert!(cert_sans(&issued.cert).is_empty());
+        assert_eq!(issued.dropped_sans, ["URI:spiffe://site/admin"]);
+
+        let issued = ca
+            .sign_csr_request(&request(csr, Profile::Device, true), now)
+            .unwrap();
+        assert_eq!(issued.sans, ["URI:spiffe://site/admin"]);
+        assert!(issued.dropped_sans.is_empty());
+        assert_eq!(issued.record.sans, ["uri:spiffe://site/admin"]);
+        assert_eq!(cert_sans(&issued.cert), ["URI(spiffe://site/admin)"]);
+    }
+
+    #[test]
+    fn server_csr_needs_its_sans_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = new_ca(tmp.path());
+        let now = OffsetDateTime::now_utc();
+        let csr = write_csr(tmp.path(), "broker", &["dns:broker.local"]);
+        let err = ca
+            .sign_csr_request(&request(csr.clone(), Profile::Server, false), now)
+            .unwrap_err();
+        assert!(matches!(err, CertsError::CsrSansNotKept { .. }), "{err}");
+        assert!(err.to_string().contains("DNS:broker.local"), "{err}");
+        assert!(ca.inventory().unwrap().certs.is_empty());
+
+        let issued = ca
+            .sign_csr_request(&request(csr, Profile::Server, true), now)
+            .unwrap();
+        assert_eq!(issued.sans, ["DNS:broker.local"]);
+
+        let bare = write_csr(tmp.path(), "bare", &[]);
+        let err = ca
+            .sign_csr_request(&request(bare, Profile::Server, true), now)
+            .unwrap_err();
+        assert!(matches!(err, CertsError::NoServerNames), "{err}");
+    }
 }

@@ -15,8 +15,9 @@ use crate::profile::{validate_name, Profile};
 pub(crate) struct AcceptedCsr {
     /// The subject CN, which becomes the certificate's only subject attribute.
     pub subject: String,
-    /// The SANs the requester asked for (kept as requested).
-    pub sans: Vec<SanType>,
+    /// The SANs the requester asked for. Not trusted: the caller decides whether any of
+    /// them are certified (a SAN can be a listener's MQTT identity).
+    pub requested_sans: Vec<SanType>,
     /// The requester's public key.
     pub public_key: PublicKey,
 }
@@ -79,7 +80,7 @@ pub(crate) fn accept(path: &Path, bytes: &[u8], profile: Profile) -> Result<Acce
 
     Ok(AcceptedCsr {
         subject,
-        sans: params.subject_alt_names,
+        requested_sans: params.subject_alt_names,
         public_key: csr.public_key,
     })
 }
@@ -141,6 +142,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.subject, "sensor9");
+    }
+
+    #[test]
+    fn requested_sans_are_reported_not_trusted() {
+        let uri: SanType = SanType::URI("spiffe://site/admin".try_into().unwrap());
+        let pem = csr_pem(Some("sensor9"), |p| p.subject_alt_names = vec![uri.clone()]);
+        let ok = check(&pem, Profile::Device).unwrap();
+        assert_eq!(ok.subject, "sensor9");
+        assert_eq!(ok.requested_sans, [uri]);
     }
 
     #[test]

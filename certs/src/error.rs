@@ -83,6 +83,14 @@ pub enum CertsError {
         /// The profile (device or server).
         profile: String,
     },
+    /// A server CSR's SANs were not kept, which leaves the certificate without names.
+    #[error("CSR {} is for a server certificate, which needs SANs, but its SANs ({sans}) are copied only with --keep-san: check them, then pass --keep-san", path.display())]
+    CsrSansNotKept {
+        /// The CSR file.
+        path: PathBuf,
+        /// The CSR's SANs, comma-separated.
+        sans: String,
+    },
     /// The CSR has no subject common name to name the certificate by.
     #[error("CSR {} has no subject CN", path.display())]
     CsrNoCommonName {

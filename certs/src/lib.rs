@@ -17,8 +17,8 @@ mod revoke;
 mod serial;
 
 pub use ca::{
-    init, Ca, CaInfo, CrlInfo, InitOptions, IssueRequest, Issued, DEFAULT_CA_VALIDITY_DAYS,
-    DEFAULT_CRL_DAYS, DEFAULT_VALIDITY_DAYS,
+    init, Ca, CaInfo, CrlInfo, CsrRequest, InitOptions, IssueRequest, Issued,
+    DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CRL_DAYS, DEFAULT_VALIDITY_DAYS,
 };
 pub use error::{CertsError, Result};
 pub use fsio::PermissionWarning;

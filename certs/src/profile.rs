@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    KeyUsagePurpose, OtherNameValue, SanType, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -137,6 +137,27 @@ pub(crate) fn san_to_string(san: &SanType) -> Option<String> {
     }
 }
 
+/// Renders a SAN for people, in openssl's `subjectAltName` syntax (`DNS:NAME`, `IP:ADDR`,
+/// `URI:URI`, `email:ADDR`, `otherName:OID;UTF8:VALUE`). Unlike [`san_to_string`] it
+/// covers every kind, so nothing certified goes unreported.
+pub(crate) fn san_display(san: &SanType) -> String {
+    match san {
+        SanType::DnsName(n) => format!("DNS:{}", n.as_str()),
+        SanType::IpAddress(ip) => format!("IP:{ip}"),
+        SanType::URI(u) => format!("URI:{}", u.as_str()),
+        SanType::Rfc822Name(e) => format!("email:{}", e.as_str()),
+        SanType::OtherName((oid, value)) => {
+            let oid: Vec<String> = oid.iter().map(u64::to_string).collect();
+            let value = match value {
+                OtherNameValue::Utf8String(s) => format!("UTF8:{s}"),
+                other => format!("{other:?}"),
+            };
+            format!("otherName:{};{value}", oid.join("."))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
 /// Parses the inventory form of a SAN back; the error says what is wrong with it.
 pub(crate) fn san_from_string(s: &str) -> std::result::Result<SanType, String> {
     let (kind, value) = s.split_once(':').unwrap_or(("dns", s));
@@ -229,6 +250,28 @@ mod tests {
         assert_eq!(text, ["dns:gw.local", "ip:10.0.0.1"]);
         let back: Vec<_> = text.iter().map(|s| san_from_string(s).unwrap()).collect();
         assert_eq!(back, sans);
+    }
+
+    #[test]
+    fn every_san_kind_is_displayed() {
+        let mut sans = server_sans(&["gw.local".into()], &["::1".parse().unwrap()]).unwrap();
+        sans.push(san_from_string("uri:spiffe://site/admin").unwrap());
+        sans.push(san_from_string("email:a@b.c").unwrap());
+        sans.push(SanType::OtherName((
+            vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
+            "upn@site".into(),
+        )));
+        let shown: Vec<_> = sans.iter().map(san_display).collect();
+        assert_eq!(
+            shown,
+            [
+                "DNS:gw.local",
+                "IP:::1",
+                "URI:spiffe://site/admin",
+                "email:a@b.c",
+                "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:upn@site",
+            ]
+        );
     }
 
     #[test]
