@@ -35,8 +35,9 @@ impl Default for AuthConfig {
 
 impl AuthConfig {
     /// Whether clients without credentials are accepted: the explicit `allow_anonymous`,
-    /// else true only when no `password_file` is configured. (Validation refuses an unset
-    /// value without a password file when a listener faces the network.)
+    /// else true only when no `password_file` is configured. (Validation refuses a
+    /// listener outside loopback whose clients are who their CONNECT user name says
+    /// while this is true and no password file verifies the name.)
     pub fn anonymous_allowed(&self) -> bool {
         self.allow_anonymous.unwrap_or(self.password_file.is_none())
     }

@@ -351,32 +351,40 @@ impl Checker {
             auth.max_concurrent_verifications.into(),
             "no password could be checked",
         );
+        // Per listener, not for the whole config: one SSH or certificate listener does not
+        // vouch for the clients of another. A CONNECT username is taken as given when there
+        // is no password file and anonymous access is allowed, so a listener outside
+        // loopback whose clients are who their username says would let anyone claim any
+        // user (and that user's ACL).
+        if auth.password_file.is_none() && auth.anonymous_allowed() {
+            for (i, listener) in config.listeners.iter().enumerate() {
+                if listener.bind.ip().is_loopback() {
+                    continue;
+                }
+                let Some(who) = claimed_by_username(listener) else {
+                    continue;
+                };
+                self.fail(
+                    FieldPath::root("listener").index(i).key("bind"),
+                    format!(
+                        "{kind} listener {bind} is outside loopback and {who}, which nothing \
+                         verifies here (no [auth] password_file, anonymous access allowed): any \
+                         client could claim any user and that user's ACL. Set [auth] \
+                         password_file, bind to loopback, or take required client certificates \
+                         as identity (tls/wss: client_cert = \"required\", \
+                         use_identity_as_username = true)",
+                        kind = kind_name(listener.kind),
+                        bind = listener.bind,
+                    ),
+                );
+            }
+        }
         let identity_without_password = config.listeners.iter().any(|listener| {
             listener.kind == ListenerKind::Ssh
                 || listener.tls.as_ref().is_some_and(|tls| {
                     tls.use_identity_as_username && tls.client_cert != ClientCertMode::None
                 })
         });
-        // A listener outside loopback that authenticates nobody by itself (SSH keys and
-        // required client certificates do).
-        let faces_network = config.listeners.iter().any(|listener| {
-            !listener.bind.ip().is_loopback()
-                && listener.kind != ListenerKind::Ssh
-                && !listener
-                    .tls
-                    .as_ref()
-                    .is_some_and(|tls| tls.client_cert == ClientCertMode::Required)
-        });
-        if auth.allow_anonymous.is_none()
-            && auth.password_file.is_none()
-            && !identity_without_password
-            && faces_network
-        {
-            self.fail(
-                path.key("allow_anonymous"),
-                "a listener outside loopback has no authentication: set a password_file, take                  client certificates as identity, or say allow_anonymous = true on purpose",
-            );
-        }
         if !auth.anonymous_allowed()
             && auth.password_file.is_none()
             && !identity_without_password
@@ -682,6 +690,34 @@ impl Checker {
             "a dead SSH server would never be detected",
         );
         self.backoff(&tunnel.reconnect, &path.key("reconnect"));
+    }
+}
+
+/// Which clients of `listener` are who their CONNECT username says (a name only
+/// `[auth] password_file` verifies), or `None` when the listener verifies every client
+/// itself: by the SSH login (key or password), or by a required client certificate
+/// taken as identity.
+fn claimed_by_username(listener: &ListenerConfig) -> Option<&'static str> {
+    match listener.kind {
+        ListenerKind::Ssh => None,
+        ListenerKind::Tcp | ListenerKind::Ws => {
+            Some("its clients are who their CONNECT username says")
+        }
+        ListenerKind::Tls | ListenerKind::Wss => match &listener.tls {
+            Some(tls) if tls.use_identity_as_username => match tls.client_cert {
+                ClientCertMode::Required => None,
+                ClientCertMode::Optional => Some(
+                    "a client that comes without a certificate (client_cert = \"optional\") is \
+                     who its CONNECT username says",
+                ),
+                // Refused on its own (use_identity_as_username needs client certificates).
+                ClientCertMode::None => Some("its clients are who their CONNECT username says"),
+            },
+            _ => Some(
+                "it does not take client certificates as identity \
+                 (use_identity_as_username), so its clients are who their CONNECT username says",
+            ),
+        },
     }
 }
 

@@ -52,7 +52,10 @@ fn tls_listener_without_certificate_or_key() {
         [
             "listener[0].tls.cert",
             "listener[0].tls.key",
-            "listener[0].tls.client_ca"
+            "listener[0].tls.client_ca",
+            // Required certificates without use_identity_as_username: the CONNECT
+            // username is still the identity, and nothing verifies it.
+            "listener[0].bind"
         ]
     );
     assert!(all[0].message.contains("needs a certificate"));
@@ -318,18 +321,17 @@ fn validate_on_a_built_config_names_fields_without_locations() {
 }
 
 #[test]
-fn a_network_listener_without_authentication_must_opt_into_anonymous_access() {
+fn a_network_listener_without_passwords_is_refused_even_with_anonymous_access_on() {
     let open = "[[listener]]\nkind = \"tcp\"\nbind = \"0.0.0.0:1883\"\n";
     let err = Config::from_toml_str(open, "lan.toml")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("auth.allow_anonymous"), "{err}");
+    assert!(err.starts_with("lan.toml:3:8: listener[0].bind: "), "{err}");
     assert!(err.contains("outside loopback"), "{err}");
+    // Anonymous means "no username"; a username is always verified, so saying
+    // allow_anonymous = true does not excuse a network listener without passwords.
     let opted_in = format!("{open}[auth]\nallow_anonymous = true\n");
-    assert!(Config::from_toml_str(&opted_in, "lan.toml")
-        .unwrap()
-        .auth
-        .anonymous_allowed());
+    expect(&opted_in, "listener[0].bind", "no [auth] password_file");
     let loopback = "[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:1883\"\n";
     assert!(Config::from_toml_str(loopback, "lo.toml")
         .unwrap()
@@ -341,6 +343,140 @@ fn a_network_listener_without_authentication_must_opt_into_anonymous_access() {
         !config.auth.anonymous_allowed(),
         "a password file turns anonymous access off"
     );
+    // An open LAN broker: usernames are verified, clients without one are let in.
+    let open_lan = format!("{with_passwords}allow_anonymous = true\n");
+    assert!(Config::from_toml_str(&open_lan, "lan.toml")
+        .unwrap()
+        .auth
+        .anonymous_allowed());
+}
+
+const SSH_LISTENER: &str = "[[listener]]\nkind = \"ssh\"\nbind = \"0.0.0.0:2222\"\n[listener.ssh]\nhost_key = \"host_key\"\nauthorized_keys = \"authorized_keys\"\n";
+
+fn tls_listener(bind: &str, client_cert: &str, identity: bool) -> String {
+    format!(
+        "[[listener]]\nkind = \"tls\"\nbind = \"{bind}\"\n[listener.tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"ca\"\nclient_cert = \"{client_cert}\"\nuse_identity_as_username = {identity}\n"
+    )
+}
+
+#[test]
+fn an_ssh_listener_does_not_vouch_for_a_tcp_listener_next_to_it() {
+    let text = format!("{SSH_LISTENER}\n[[listener]]\nkind = \"tcp\"\nbind = \"0.0.0.0:1883\"\n");
+    let all = errors(&text);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let error = &all[0];
+    assert_eq!(error.field, "listener[1].bind");
+    assert_eq!(
+        error.location,
+        Some(Location {
+            line: 10,
+            column: 8
+        })
+    );
+    assert!(
+        error
+            .message
+            .starts_with("tcp listener 0.0.0.0:1883 is outside loopback"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("CONNECT username"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error
+            .message
+            .contains("Set [auth] password_file, bind to loopback"),
+        "{}",
+        error.message
+    );
+    let display = Config::from_toml_str(&text, "gw.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        display.starts_with("gw.toml:10:8: listener[1].bind: tcp listener 0.0.0.0:1883"),
+        "{display}"
+    );
+
+    // Either fix makes the configuration valid.
+    Config::from_toml_str(
+        &format!("{text}[auth]\npassword_file = \"passwords\"\n"),
+        "t",
+    )
+    .unwrap();
+    Config::from_toml_str(&text.replace("0.0.0.0:1883", "127.0.0.1:1883"), "t").unwrap();
+    // The SSH listener alone verifies every client by its login.
+    Config::from_toml_str(SSH_LISTENER, "t").unwrap();
+}
+
+#[test]
+fn optional_client_certificates_leave_a_username_path_open() {
+    let text = tls_listener("0.0.0.0:8883", "optional", true);
+    let error = expect(&text, "listener[0].bind", "tls listener 0.0.0.0:8883");
+    assert!(
+        error.message.contains("without a certificate"),
+        "{}",
+        error.message
+    );
+    assert_eq!(error.location, Some(Location { line: 3, column: 8 }));
+    // Explicit anonymous access changes nothing: the username is still unverified.
+    expect(
+        &format!("{text}[auth]\nallow_anonymous = true\n"),
+        "listener[0].bind",
+        "without a certificate",
+    );
+    // With a password file the clients without a certificate are verified by it.
+    Config::from_toml_str(
+        &format!("{text}[auth]\npassword_file = \"passwords\"\n"),
+        "t",
+    )
+    .unwrap();
+    Config::from_toml_str(
+        &format!("{text}[auth]\npassword_file = \"passwords\"\nallow_anonymous = true\n"),
+        "t",
+    )
+    .unwrap();
+}
+
+#[test]
+fn required_client_certificates_as_identity_need_no_password_file() {
+    Config::from_toml_str(&tls_listener("0.0.0.0:8883", "required", true), "t").unwrap();
+    let wss = tls_listener("[::]:443", "required", true).replace("\"tls\"", "\"wss\"");
+    Config::from_toml_str(&wss, "t").unwrap();
+    // Required certificates that are not the identity verify nobody's username.
+    expect(
+        &tls_listener("0.0.0.0:8883", "required", false),
+        "listener[0].bind",
+        "does not take client certificates as identity",
+    );
+}
+
+#[test]
+fn a_loopback_listener_needs_no_authentication() {
+    let text = "[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:1883\"\n[[listener]]\nkind = \"ws\"\nbind = \"[::1]:8080\"\n";
+    let config = Config::from_toml_str(text, "t").unwrap();
+    assert!(config.auth.anonymous_allowed());
+    Config::from_toml_str(&format!("{text}[auth]\nallow_anonymous = true\n"), "t").unwrap();
+    Config::from_toml_str(&tls_listener("127.0.0.1:8883", "optional", true), "t").unwrap();
+}
+
+#[test]
+fn one_error_per_listener_whose_usernames_nothing_verifies() {
+    let text = format!(
+        "[[listener]]\nkind = \"ws\"\nbind = \"[::]:8080\"\n{}{SSH_LISTENER}[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:1883\"\n{}",
+        tls_listener("0.0.0.0:8883", "optional", true),
+        tls_listener("0.0.0.0:8884", "required", true),
+    );
+    let all = errors(&text);
+    let fields: Vec<_> = all.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["listener[0].bind", "listener[1].bind"], "{all:#?}");
+    assert!(all[0].message.starts_with("ws listener [::]:8080 "));
+    assert!(all[1].message.starts_with("tls listener 0.0.0.0:8883 "));
+    // No listener lets anyone in without credentials: "no client could ever connect"
+    // is not raised, because the SSH and certificate listeners still admit clients.
+    Config::from_toml_str(&format!("{text}[auth]\nallow_anonymous = false\n"), "t").unwrap();
 }
 
 #[test]
