@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use mqgate_broker_lite::ws::WsSettings;
-use mqgate_broker_lite::{serve_tcp, serve_ws, Broker, BrokerSettings, OverloadPolicy};
+use mqgate_broker_lite::{
+    serve_tcp, serve_ws, Broker, BrokerSettings, ClientInfo, Credential, OverloadPolicy,
+};
 use mqgate_config::{Config, ListenerConfig, ListenerKind, QueueFullPolicy};
 use mqgate_proxy::ssh::{
-    fingerprint, serve_ssh, SshPasswordVerifier, SshServerSettings, SshTunnel,
+    fingerprint, serve_ssh, AuthorizedKeys, SshPasswordVerifier, SshServerSettings, SshTunnel,
 };
 use mqgate_proxy::tls::{serve_tls, serve_wss, TlsAcceptorSource, TlsServeOptions};
 use mqgate_proxy::Security;
@@ -167,6 +169,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let mut tls_sources = Vec::new();
+    let mut ssh_keys = Vec::new();
     for (listener, socket) in sockets {
         let addr = socket.local_addr()?;
         let handle = broker.handle();
@@ -199,6 +202,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     .then(|| security.clone() as Arc<dyn SshPasswordVerifier>);
                 let settings = SshServerSettings::from_config(&ssh, passwords)
                     .with_context(|| format!("SSH listener {}", listener.bind))?;
+                ssh_keys.extend(settings.authorized_keys.clone());
                 let host_key = fingerprint(settings.host_key.public_key());
                 tracing::info!(kind = %"ssh", %addr, fingerprint = %host_key, "listening");
                 tracker.spawn(serve_ssh(socket, settings, handle, token));
@@ -210,13 +214,55 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     tracker.close();
-    wait_for_shutdown(|| reload(&security, &tls_sources)).await;
+    let revocation = Revocation {
+        security: security.clone(),
+        tls: tls_sources.clone(),
+        ssh: ssh_keys,
+    };
+    wait_for_shutdown(|| {
+        reload(&security, &tls_sources);
+        let n = broker
+            .handle()
+            .disconnect_revoked(&|client| revocation.still_valid(client));
+        if n > 0 {
+            tracing::warn!(
+                disconnected = n,
+                "SIGHUP: disconnected clients whose credentials were withdrawn"
+            );
+        }
+    })
+    .await;
     tracing::info!("shutting down: closing listeners, disconnecting clients, flushing state");
     shutdown.cancel();
     tracker.wait().await;
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What a reload can withdraw from a connected client: its user from the password file,
+/// its certificate by a CRL, its key from the SSH listeners' authorized keys.
+pub(crate) struct Revocation {
+    pub security: Arc<Security>,
+    pub tls: Vec<Arc<TlsAcceptorSource>>,
+    pub ssh: Vec<AuthorizedKeys>,
+}
+
+impl Revocation {
+    /// Whether `client`'s credential still stands under the reloaded files.
+    pub fn still_valid(&self, client: &ClientInfo) -> bool {
+        if !self.security.still_valid(client) {
+            return false;
+        }
+        match &client.credential {
+            Credential::Certificate { serial } => !self.tls.iter().any(|t| t.is_revoked(serial)),
+            Credential::Ssh { key: Some(key) } => {
+                let user = client.username.as_deref().unwrap_or("");
+                self.ssh.iter().any(|keys| keys.still_authorized(user, key))
+            }
+            _ => true,
+        }
+    }
 }
 
 /// The reloadable TLS configuration of a `tls` or `wss` listener.

@@ -568,3 +568,39 @@ fn client_ids_with_wildcards_gain_nothing_from_percent_c_patterns() {
     );
     assert!(victim.drain().is_empty());
 }
+
+#[test]
+fn a_reload_that_removes_a_user_disconnects_its_live_connections() {
+    let gw = Gateway::start();
+    let mut bob = gw.login(ProtocolVersion::V5, "bob", "bob-v5", true);
+    let mut bob3 = gw.login(ProtocolVersion::V3_1_1, "bob", "bob-v3", true);
+    let mut alice = gw.login(ProtocolVersion::V5, "alice", "alice-v5", true);
+    let passwords = gw._dir.path().join("passwords");
+    let out = Command::new(env!("CARGO_BIN_EXE_mqgate"))
+        .args(["passwd", "delete", passwords.to_str().unwrap(), "bob"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gw.mqgate.signal("HUP");
+    // MQTT 5: DISCONNECT 0x87; 3.1.1: the connection closes.
+    match bob.recv(WAIT) {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::NotAuthorized),
+        other => panic!("bob (5.0) got {other:?}"),
+    }
+    assert!(bob3.recv(WAIT).is_none(), "bob (3.1.1) still connected");
+    // alice keeps her connection.
+    let reason = alice.publish("site/alice/x", "still");
+    assert!(!reason.is_failure(), "{reason:?}");
+    let (_, ack) = Client::connect(
+        gw.addr(),
+        ProtocolVersion::V5,
+        "bob-again",
+        true,
+        Some(("bob", "bob-pw")),
+    );
+    assert_ne!(ack.0, ReasonCode::Success);
+}

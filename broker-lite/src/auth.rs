@@ -21,6 +21,33 @@ pub struct Identity {
     /// never asked for a password and never narrowed by the ACL. No network transport
     /// sets it; only [`Identity::internal`] does.
     pub internal: bool,
+    /// What proved `transport_user` (a certificate, an SSH key), so that a reload can
+    /// withdraw it from a live connection.
+    pub credential: Credential,
+}
+
+/// What proved who a client is, kept for its connection's life so that a reload that
+/// withdraws it (a revoked certificate, a removed user or SSH key) disconnects it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Credential {
+    /// Nothing: an anonymous client, or a user name taken as given.
+    #[default]
+    None,
+    /// A password checked against the password file.
+    Password,
+    /// A client certificate with this serial number (big-endian bytes, as in a CRL).
+    Certificate {
+        /// The certificate's serial number.
+        serial: Vec<u8>,
+    },
+    /// An SSH login with the key of this fingerprint (`SHA256:...`), or by password when
+    /// `None`.
+    Ssh {
+        /// The public key's fingerprint.
+        key: Option<String>,
+    },
+    /// mqgate's own in-process client.
+    Internal,
 }
 
 /// Client ids starting with this are reserved for mqgate's own internal clients (the
@@ -41,6 +68,7 @@ impl Identity {
             transport_user: None,
             username_policy: UsernamePolicy::Replace,
             internal: false,
+            credential: Credential::None,
         }
     }
 
@@ -53,16 +81,23 @@ impl Identity {
             transport_user: Some(name),
             username_policy: UsernamePolicy::Replace,
             internal: true,
+            credential: Credential::Internal,
         }
     }
 
-    /// An identity whose user was proven by the transport.
-    pub fn with_user(peer: SocketAddr, user: String, policy: UsernamePolicy) -> Identity {
+    /// An identity whose user was proven by the transport with `credential`.
+    pub fn with_user(
+        peer: SocketAddr,
+        user: String,
+        policy: UsernamePolicy,
+        credential: Credential,
+    ) -> Identity {
         Identity {
             peer,
             transport_user: Some(user),
             username_policy: policy,
             internal: false,
+            credential,
         }
     }
 
@@ -132,6 +167,8 @@ pub struct ClientInfo {
     /// mqgate's own internal client ([`Identity::internal`]): the broker allows it
     /// everything without asking the authorizer.
     pub internal: bool,
+    /// What proved the user name ([`Credential::None`] for anonymous clients).
+    pub credential: Credential,
 }
 
 impl ClientInfo {

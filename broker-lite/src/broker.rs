@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::auth::{Authorizer, Identity};
+use crate::auth::{Authorizer, ClientInfo, Identity};
 use crate::connection;
 use crate::core::Core;
 use crate::error::Error;
@@ -177,6 +177,14 @@ impl BrokerHandle {
     /// The broker's counters.
     pub fn stats(&self) -> &Stats {
         &self.inner.core.stats
+    }
+
+    /// After a reload: disconnects every connected client for which `still_valid` says
+    /// its credential was withdrawn (a revoked certificate, a removed user or SSH key),
+    /// with MQTT 5 DISCONNECT 0x87 (Not authorized); returns how many. mqgate's internal
+    /// clients are never asked.
+    pub fn disconnect_revoked(&self, still_valid: &dyn Fn(&ClientInfo) -> bool) -> usize {
+        self.inner.core.disconnect_revoked(still_valid)
     }
 
     fn spawn<F>(&self, fut: F)

@@ -29,8 +29,8 @@ use tracing::{debug, field, info, info_span, warn, Instrument, Span};
 
 use crate::alias::{AliasError, InboundAliases, OutAlias, OutboundAliases};
 use crate::auth::{
-    is_reserved_client_id, AuthExchange, AuthStep, ClientInfo, ConnectRequest, Identity,
-    WillRequest,
+    is_reserved_client_id, AuthExchange, AuthStep, ClientInfo, ConnectRequest, Credential,
+    Identity, WillRequest,
 };
 use crate::core::{Core, OwnerGuard, PendingWill, RouteOutcome, Session, Slot};
 use crate::message::{now_ms, Message};
@@ -118,6 +118,9 @@ impl End {
             End::KeepAlive => Some("nothing received within 1.5 x keep alive".to_owned()),
             End::Kicked(ReasonCode::SessionTakenOver) => {
                 Some("another connection took the session over".to_owned())
+            }
+            End::Kicked(ReasonCode::NotAuthorized) => {
+                Some("the client's credentials were withdrawn".to_owned())
             }
             End::Kicked(_) => Some("the subscriber's queue is full".to_owned()),
             End::Shutdown => Some("the broker is shutting down".to_owned()),
@@ -394,6 +397,9 @@ fn log_end(end: &End) {
         ),
         End::Kicked(ReasonCode::SessionTakenOver) => {
             info!("disconnected: session taken over")
+        }
+        End::Kicked(ReasonCode::NotAuthorized) => {
+            warn!("disconnected: the client's credentials were withdrawn by a reload")
         }
         End::Kicked(code) => info!(reason = ?code, "disconnected by a limit"),
         End::Shutdown => info!("disconnected: broker shutting down"),
@@ -995,11 +1001,19 @@ impl<S: Transport> Conn<S> {
                 return None;
             }
         };
+        let credential = if identity.transport_user.is_some() {
+            identity.credential.clone()
+        } else if username.is_some() && method.is_none() {
+            Credential::Password
+        } else {
+            Credential::None
+        };
         let client = Arc::new(ClientInfo {
             client_id: connect.client_id.clone(),
             username,
             peer: self.identity.peer,
             internal: identity.internal,
+            credential,
         });
         let opened = match self.core.open_session(
             &connect.client_id,

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::auth::{is_reserved_client_id, Authorizer, ClientInfo};
+use crate::auth::{is_reserved_client_id, Authorizer, ClientInfo, Credential};
 use crate::message::{now_ms, Delivery, Message, SubIds};
 use crate::park::Parker;
 use crate::router::{Router, SubOpts};
@@ -403,6 +403,7 @@ impl Core {
                 peer: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
                 // Reserved ids are only ever opened by internal clients.
                 internal: is_reserved_client_id(&ms.client_id),
+                credential: Credential::None,
             });
             let expiry = ms.expiry_interval.max(1);
             let session = Arc::new(Session::new(*sid, expiry, client));
@@ -1200,6 +1201,29 @@ impl Core {
     }
 
     /// Every session with a connection attached gets kicked (shutdown).
+    /// Disconnects (reason NotAuthorized, MQTT 5 DISCONNECT 0x87) every connected client
+    /// for which `still_valid` is false; returns how many. Internal clients are kept.
+    pub fn disconnect_revoked(&self, still_valid: &dyn Fn(&ClientInfo) -> bool) -> usize {
+        let sessions: Vec<Arc<Session>> =
+            self.sessions.lock().iter().map(|s| s.0.clone()).collect();
+        let mut n = 0;
+        for s in sessions {
+            if !s.connected.load(Ordering::Acquire) {
+                continue;
+            }
+            let client = s.slot.lock().client.clone();
+            if client.internal || still_valid(&client) {
+                continue;
+            }
+            warn!(client_id = %client.client_id, peer = %client.peer,
+                user = client.username.as_deref().unwrap_or(""), credential = ?client.credential,
+                "disconnecting client: its credentials were withdrawn by a reload");
+            self.kick(&s, ReasonCode::NotAuthorized);
+            n += 1;
+        }
+        n
+    }
+
     pub fn kick_all(&self) {
         let sessions: Vec<Arc<Session>> =
             self.sessions.lock().iter().map(|s| s.0.clone()).collect();

@@ -27,7 +27,7 @@ pub mod ws;
 
 pub use auth::{
     is_reserved_client_id, AllowAll, AuthExchange, AuthFuture, AuthStep, Authorizer, ClientInfo,
-    ConnectRequest, EnhancedAuthFuture, Identity, UsernamePolicy, WillRequest,
+    ConnectRequest, Credential, EnhancedAuthFuture, Identity, UsernamePolicy, WillRequest,
     RESERVED_CLIENT_ID_PREFIX,
 };
 pub use broker::{serve_tcp, serve_ws, Broker, BrokerHandle};

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
-use mqgate_broker_lite::{AuthFuture, Authorizer, ClientInfo, ConnectRequest, Identity};
+use mqgate_broker_lite::{
+    AuthFuture, Authorizer, ClientInfo, ConnectRequest, Credential, Identity,
+};
 use mqgate_protocol::topic::{validate_topic_filter, validate_topic_name};
 use mqgate_protocol::{QoS, ReasonCode};
 use parking_lot::Mutex;
@@ -168,6 +170,23 @@ impl Security {
         }
     }
 
+    /// Whether a connected client's password login still stands after a reload: its user
+    /// is still in the password file. Clients proven otherwise (certificate, SSH key,
+    /// anonymous) are judged by their transport, so this says yes for them.
+    pub fn still_valid(&self, client: &ClientInfo) -> bool {
+        let by_password = matches!(
+            client.credential,
+            Credential::Password | Credential::Ssh { key: None }
+        );
+        if !by_password {
+            return true;
+        }
+        match (&self.verifier, client.username.as_deref()) {
+            (Some(v), Some(user)) => v.file().get(user).is_some(),
+            _ => true,
+        }
+    }
+
     /// The password verifier, when a password file is configured.
     pub fn verifier(&self) -> Option<&Verifier> {
         self.verifier.as_ref()
@@ -248,6 +267,7 @@ impl Security {
                 username: user.clone(),
                 peer: identity.peer,
                 internal: false,
+                credential: identity.credential.clone(),
             };
             if !self.check_write(&client, will.topic, "will") {
                 info!(peer = %identity.peer, client_id = request.client_id, topic = will.topic, "CONNECT refused: will topic not authorized");

@@ -61,6 +61,7 @@ async fn login(
         transport_user: transport_user.map(str::to_owned),
         username_policy: UsernamePolicy::Replace,
         internal: false,
+        credential: Default::default(),
     };
     let pw = pw.map(|p| Bytes::copy_from_slice(p.as_bytes()));
     let req = ConnectRequest {
@@ -79,6 +80,7 @@ fn client(user: Option<&str>, id: &str) -> ClientInfo {
         username: user.map(str::to_owned),
         peer: peer(),
         internal: false,
+        credential: Default::default(),
     }
 }
 
@@ -365,7 +367,12 @@ async fn forbidden_will_topic_is_refused_at_connect() {
         Err(ReasonCode::BadUserNameOrPassword)
     );
     // The will is checked under the identity the client ends up with: a certificate CN.
-    let cert = Identity::with_user(peer(), "device1".into(), UsernamePolicy::Replace);
+    let cert = Identity::with_user(
+        peer(),
+        "device1".into(),
+        UsernamePolicy::Replace,
+        Default::default(),
+    );
     let anon = ConnectRequest {
         username: None,
         password: None,
@@ -388,7 +395,7 @@ async fn a_transport_user_is_the_identity_and_a_conflicting_connect_name_is_refu
 ) {
     let sec = Security::new(None, None, false, VerifierSettings::default()).unwrap();
     let ssh = |claimed: Option<&'static str>, policy| {
-        let identity = Identity::with_user(peer(), "sensor7".into(), policy);
+        let identity = Identity::with_user(peer(), "sensor7".into(), policy, Default::default());
         let sec = &sec;
         async move {
             let req = ConnectRequest {

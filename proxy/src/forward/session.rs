@@ -167,6 +167,7 @@ where
         username: username.clone(),
         peer: identity.peer,
         internal: false,
+        credential: identity.credential.clone(),
     });
     if let Some(will) = &connect.will {
         if !security.authorize_publish(&info, &will.topic, will.qos, will.retain) {

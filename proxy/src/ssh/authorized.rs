@@ -23,6 +23,31 @@ impl AuthorizedKeys {
         AuthorizedKeys { path: path.into() }
     }
 
+    /// Whether the key `openssh` (`ssh-ed25519 AAAA...`) may still log in as `user`,
+    /// reading the files now, synchronously (for a reload, which checks the SSH clients
+    /// still connected). A key that does not parse, or files that cannot be read, count
+    /// as withdrawn.
+    pub fn still_authorized(&self, user: &str, openssh: &str) -> bool {
+        let Ok(key) = PublicKey::from_openssh(openssh) else {
+            return false;
+        };
+        let read = |path: &Path| std::fs::read_to_string(path).ok();
+        if self.path.is_dir() {
+            if !is_plain_user_name(user) {
+                return false;
+            }
+            let file = self.path.join(user);
+            read(&file).is_some_and(|text| {
+                entries(&file, &text).any(|(_, entry)| entry.key_data() == key.key_data())
+            })
+        } else {
+            read(&self.path).is_some_and(|text| {
+                entries(&self.path, &text)
+                    .any(|(comment, entry)| comment == user && entry.key_data() == key.key_data())
+            })
+        }
+    }
+
     /// Whether `key` may log in as `user`. A missing per-user file means "no keys".
     pub async fn is_authorized(&self, user: &str, key: &PublicKey) -> Result<bool, SshError> {
         let metadata = tokio::fs::metadata(&self.path)

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use mqgate_broker_lite::{BrokerHandle, Identity, UsernamePolicy};
+use mqgate_broker_lite::{BrokerHandle, Credential, Identity, UsernamePolicy};
 use mqgate_config::SshListenerConfig;
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::ChannelOpenHandle;
@@ -218,6 +218,7 @@ async fn serve_connection(
         peer,
         shared: shared.clone(),
         user: None,
+        key: None,
         state: state.clone(),
         refused_channels: 0,
     };
@@ -356,6 +357,8 @@ struct Connection {
     peer: SocketAddr,
     shared: Arc<Shared>,
     user: Option<String>,
+    /// The public key the user logged in with (OpenSSH format; `None`: by password).
+    key: Option<String>,
     state: Arc<ConnState>,
     refused_channels: u32,
 }
@@ -432,6 +435,7 @@ impl russh::server::Handler for Connection {
         if self.key_allowed(user, key).await {
             info!(peer = %self.peer, %user, key = %fingerprint(key), "ssh login (public key)");
             self.user = Some(user.to_owned());
+            self.key = key.to_openssh().ok();
             Ok(Auth::Accept)
         } else {
             warn!(peer = %self.peer, %user, key = %fingerprint(key), "ssh public key login refused");
@@ -569,7 +573,15 @@ impl russh::server::Handler for Connection {
         *self.state.idle_since.lock() = None;
         reply.accept().await;
         info!(peer = %self.peer, %user, %target, originator = %format!("{originator_address}:{originator_port}"), "MQTT channel opened");
-        let identity = Identity::with_user(self.peer, user, self.shared.settings.username_policy);
+        let credential = Credential::Ssh {
+            key: self.key.clone(),
+        };
+        let identity = Identity::with_user(
+            self.peer,
+            user,
+            self.shared.settings.username_policy,
+            credential,
+        );
         let broker = self.shared.broker.clone();
         let state = self.state.clone();
         let peer = self.peer;

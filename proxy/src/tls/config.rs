@@ -2,6 +2,7 @@
 //! certificate chain and key from PEM, ALPN, and client-certificate verification against
 //! a CA bundle with an optional CRL.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -48,6 +49,9 @@ pub struct TlsSettings {
     pub use_identity_as_username: bool,
     /// Which certificate field is that identity.
     pub identity: CertIdentity,
+    /// The serial numbers the listener's CRL revokes (empty without a CRL), to
+    /// disconnect established connections whose certificate was revoked by a reload.
+    pub revoked: HashSet<Vec<u8>>,
 }
 
 /// Reads the files named by `cfg` and builds the server configuration.
@@ -60,6 +64,7 @@ pub fn build(cfg: &TlsListenerConfig) -> Result<TlsSettings, Error> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::Tls(e.to_string()))?;
+    let mut revoked = HashSet::new();
     let builder = match cfg.client_cert {
         ClientCertMode::None => builder.with_no_client_auth(),
         mode => {
@@ -79,6 +84,9 @@ pub fn build(cfg: &TlsListenerConfig) -> Result<TlsSettings, Error> {
                     .map_err(|e| tls_err("CRL", crl_path, e))?;
                 if crls.is_empty() {
                     return Err(tls_err("CRL", crl_path, "no CRL in the file"));
+                }
+                for crl in &crls {
+                    revoked.extend(crate::tls::identity::revoked_serials(crl.as_ref()));
                 }
                 // The CRL comes from the CA that issues device certificates; it says
                 // nothing about intermediates, which would otherwise be "unknown".
@@ -101,5 +109,6 @@ pub fn build(cfg: &TlsListenerConfig) -> Result<TlsSettings, Error> {
         server_config: Arc::new(config),
         use_identity_as_username: cfg.use_identity_as_username,
         identity: cfg.identity,
+        revoked,
     })
 }

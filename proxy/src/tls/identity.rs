@@ -15,6 +15,32 @@ pub fn identity_field_name(field: CertIdentity) -> &'static str {
     }
 }
 
+/// The serial number of a certificate, as its raw big-endian bytes (as a CRL lists it).
+pub fn certificate_serial(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(normalize_serial(parsed.raw_serial()))
+}
+
+/// The serial numbers a CRL revokes (raw big-endian bytes).
+pub fn revoked_serials(crl: &[u8]) -> Vec<Vec<u8>> {
+    match x509_parser::parse_x509_crl(crl) {
+        Ok((_, crl)) => crl
+            .iter_revoked_certificates()
+            .map(|r| normalize_serial(r.raw_serial()))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A serial without the sign byte DER may put in front.
+fn normalize_serial(raw: &[u8]) -> Vec<u8> {
+    let mut s = raw;
+    while s.len() > 1 && s[0] == 0 {
+        s = &s[1..];
+    }
+    s.to_vec()
+}
+
 /// The subject CN of a (verified) client certificate.
 pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     certificate_identity(cert, CertIdentity::Cn)

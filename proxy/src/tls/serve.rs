@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mqgate_broker_lite::{BrokerHandle, Identity, UsernamePolicy};
+use mqgate_broker_lite::{BrokerHandle, Credential, Identity, UsernamePolicy};
 use rustls::{CertificateError, Error as TlsError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument as _};
 
 use crate::tls::config::TlsSettings;
-use crate::tls::identity::{certificate_identity, identity_field_name};
+use crate::tls::identity::{certificate_identity, certificate_serial, identity_field_name};
 use crate::tls::source::TlsAcceptorSource;
 
 /// Limits of a TLS listener.
@@ -268,6 +268,10 @@ async fn handshake(
     } else {
         None
     };
+    let credential = match leaf.and_then(certificate_serial) {
+        Some(serial) if transport_user.is_some() => Credential::Certificate { serial },
+        _ => Credential::None,
+    };
     Some((
         stream,
         Identity {
@@ -276,6 +280,7 @@ async fn handshake(
             // use_identity_as_username: the certificate's identity replaces the CONNECT's.
             username_policy: UsernamePolicy::Replace,
             internal: false,
+            credential,
         },
     ))
 }

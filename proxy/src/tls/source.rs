@@ -43,6 +43,11 @@ impl TlsAcceptorSource {
         }
     }
 
+    /// Whether the CRL in force revokes the certificate with this serial number.
+    pub fn is_revoked(&self, serial: &[u8]) -> bool {
+        self.current.load().revoked.contains(serial)
+    }
+
     /// The configuration for the next handshake.
     pub fn current(&self) -> Arc<TlsSettings> {
         self.current.load_full()
