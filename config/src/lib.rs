@@ -60,7 +60,7 @@ pub use broker::{BrokerConfig, QueueFullPolicy, MQTT_MAX_PACKET_SIZE};
 pub use duration::parse_duration;
 pub use error::{ConfigError, Location, ValidationError};
 pub use listener::{
-    CertIdentity, ClientCertMode, ListenerConfig, ListenerKind, SshListenerConfig,
+    CertIdentity, ClientCertMode, CrlNextUpdate, ListenerConfig, ListenerKind, SshListenerConfig,
     TlsListenerConfig, DEFAULT_WS_PATH,
 };
 pub use persistence::{Durability, PersistenceConfig, DEFAULT_DATA_DIR};

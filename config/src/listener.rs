@@ -87,6 +87,8 @@ pub struct TlsListenerConfig {
     pub client_ca: Option<PathBuf>,
     /// PEM certificate revocation list checked against client certificates.
     pub crl: Option<PathBuf>,
+    /// What a CRL past its next-update time means (`crl_next_update = "..."`).
+    pub crl_next_update: CrlNextUpdate,
     /// Whether clients must, may or must not present a certificate.
     pub client_cert: ClientCertMode,
     /// Use a field of the verified client certificate (see `identity`) as the MQTT
@@ -98,6 +100,18 @@ pub struct TlsListenerConfig {
     pub identity: CertIdentity,
     /// ALPN protocols offered, most preferred first (e.g. `["mqtt"]`); empty = no ALPN.
     pub alpn: Vec<String>,
+}
+
+/// What a TLS listener does with a CRL whose next-update time has passed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrlNextUpdate {
+    /// The CRL is stale: every client certificate is refused until a fresh CRL is
+    /// loaded (SIGHUP), since a certificate revoked since then would pass.
+    #[default]
+    Enforce,
+    /// Keep using the stale CRL (a gateway that cannot always reach its CA).
+    Ignore,
 }
 
 /// Client-certificate policy of a TLS listener (`client_cert = "..."`).

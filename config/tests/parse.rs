@@ -257,6 +257,11 @@ fn wss_listener_with_san_identity() {
         let config = Config::from_toml_str(&text, "t.toml").unwrap();
         assert_eq!(config.listeners[0].tls.as_ref().unwrap().identity, expected);
     }
+    assert_eq!(tls.crl_next_update, mqgate_config::CrlNextUpdate::Enforce);
+    let ignore = text.replace("identity = ", "crl_next_update = \"ignore\"\nidentity = ");
+    let config = Config::from_toml_str(&ignore, "t.toml").unwrap();
+    let tls = config.listeners[0].tls.as_ref().unwrap();
+    assert_eq!(tls.crl_next_update, mqgate_config::CrlNextUpdate::Ignore);
     let (location, _, message) = parse_error(&text.replace("\"san-uri\"", "\"san-ip\""));
     assert_eq!(location.map(|l| l.line), Some(11), "{message}");
     assert!(message.contains("san-email"), "{message}");

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use mqgate_broker_lite::{Broker, BrokerSettings};
-use mqgate_config::{ClientCertMode, TlsListenerConfig};
+use mqgate_config::{ClientCertMode, CrlNextUpdate, TlsListenerConfig};
 use mqgate_proxy::password::{Argon2Cost, VerifierSettings};
 use mqgate_proxy::tls::{serve_tls_with, TlsAcceptorSource, TlsServeOptions};
 use mqgate_proxy::Security;
@@ -127,10 +127,19 @@ fn leaf(ca: &Ca, cn: &str, serial: u64, server: bool, expired: bool) -> (String,
 }
 
 fn crl(ca: &Ca, revoked: &[u64]) -> String {
+    crl_until(
+        ca,
+        revoked,
+        OffsetDateTime::now_utc() + time::Duration::days(7),
+    )
+}
+
+/// A CRL revoking `revoked` whose next update is `next_update`.
+fn crl_until(ca: &Ca, revoked: &[u64], next_update: OffsetDateTime) -> String {
     let now = OffsetDateTime::now_utc();
     let params = CertificateRevocationListParams {
-        this_update: now - time::Duration::hours(1),
-        next_update: now + time::Duration::days(7),
+        this_update: now - time::Duration::days(30),
+        next_update,
         crl_number: SerialNumber::from(1u64),
         issuing_distribution_point: None,
         revoked_certs: revoked
@@ -218,6 +227,15 @@ impl Server {
 }
 
 async fn start(pki: &Pki, mode: ClientCertMode, handshake_timeout: Duration) -> Server {
+    start_with(pki, mode, handshake_timeout, CrlNextUpdate::Enforce).await
+}
+
+async fn start_with(
+    pki: &Pki,
+    mode: ClientCertMode,
+    handshake_timeout: Duration,
+    crl_next_update: CrlNextUpdate,
+) -> Server {
     logs();
     let security = Security::new(
         Some(pki.path("passwd")),
@@ -246,6 +264,7 @@ async fn start(pki: &Pki, mode: ClientCertMode, handshake_timeout: Duration) -> 
         client_cert: mode,
         use_identity_as_username: true,
         alpn: vec!["mqtt".into()],
+        crl_next_update,
         ..TlsListenerConfig::default()
     };
     let source = Arc::new(TlsAcceptorSource::new(cfg).unwrap());
@@ -524,5 +543,45 @@ async fn reload_keeps_old_config_on_bad_files_and_picks_up_new_ones() {
     let (code, out) = pub_dev1().await;
     assert_ne!(code, 0, "{out}");
     wait_for_log(&["TLS handshake failed", "client certificate revoked"]).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_crl_past_its_next_update_refuses_every_certificate_unless_ignored() {
+    let pki = pki();
+    let stale = OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let dev1 = tls_args(&pki, Some("device1"));
+    let pub_dev1 = |port| {
+        let dev1 = dev1.clone();
+        async move {
+            mosquitto(
+                "mosquitto_pub",
+                port,
+                &dev1,
+                &["-t", "devices/device1/x", "-m", "x"],
+            )
+            .await
+        }
+    };
+    // Enforced (the default): a stale CRL lets no certificate in, not even device1's.
+    let server = start(&pki, ClientCertMode::Required, Duration::from_secs(10)).await;
+    assert_eq!(pub_dev1(server.port).await.0, 0);
+    assert!(!server.source.is_revoked(&[10]) && server.source.is_revoked(&[11]));
+    pki.write("crl.pem", &crl_until(&pki.ca, &[11], stale));
+    server.source.reload().unwrap();
+    let (code, out) = pub_dev1(server.port).await;
+    assert_ne!(code, 0, "{out}");
+    wait_for_log(&["TLS handshake failed", "the CRL is past its next update"]).await;
+    server.stop().await;
+    // Ignored: the stale CRL still revokes device2 and lets device1 in.
+    let server = start_with(
+        &pki,
+        ClientCertMode::Required,
+        Duration::from_secs(10),
+        CrlNextUpdate::Ignore,
+    )
+    .await;
+    assert_eq!(pub_dev1(server.port).await.0, 0);
+    assert!(server.source.is_revoked(&[11]));
     server.stop().await;
 }

@@ -6,12 +6,13 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use mqgate_config::{CertIdentity, ClientCertMode, TlsListenerConfig};
+use mqgate_config::{CertIdentity, ClientCertMode, CrlNextUpdate, TlsListenerConfig};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+use tracing::warn;
 
 use crate::error::Error;
 
@@ -88,9 +89,21 @@ pub fn build(cfg: &TlsListenerConfig) -> Result<TlsSettings, Error> {
                 for crl in &crls {
                     revoked.extend(crate::tls::identity::revoked_serials(crl.as_ref()));
                 }
+                for crl in &crls {
+                    if let Some(next) = crate::tls::identity::crl_next_update(crl.as_ref()) {
+                        if next < std::time::SystemTime::now() {
+                            warn!(path = %crl_path.display(),
+                                policy = ?cfg.crl_next_update,
+                                "the CRL is past its next update: issue a fresh one (mqgate certs crl) and send SIGHUP");
+                        }
+                    }
+                }
                 // The CRL comes from the CA that issues device certificates; it says
                 // nothing about intermediates, which would otherwise be "unknown".
                 verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+                if cfg.crl_next_update == CrlNextUpdate::Enforce {
+                    verifier = verifier.enforce_revocation_expiration();
+                }
             }
             if mode == ClientCertMode::Optional {
                 verifier = verifier.allow_unauthenticated();

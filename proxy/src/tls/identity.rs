@@ -32,6 +32,14 @@ pub fn revoked_serials(crl: &[u8]) -> Vec<Vec<u8>> {
     }
 }
 
+/// When a CRL says the next one will be issued, if it says.
+pub fn crl_next_update(crl: &[u8]) -> Option<std::time::SystemTime> {
+    let (_, crl) = x509_parser::parse_x509_crl(crl).ok()?;
+    let secs = crl.next_update()?.timestamp();
+    let secs = u64::try_from(secs).ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
 /// A serial without the sign byte DER may put in front.
 fn normalize_serial(raw: &[u8]) -> Vec<u8> {
     let mut s = raw;

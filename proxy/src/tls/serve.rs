@@ -55,6 +55,9 @@ pub enum HandshakeFailure {
     ExpiredCertificate,
     /// The client certificate is revoked by the CRL.
     RevokedCertificate,
+    /// The CRL is past its next update (`crl_next_update = "enforce"`): no client
+    /// certificate is accepted until a fresh CRL is loaded.
+    StaleCrl,
     /// The client certificate does not chain to the configured CA.
     UnknownIssuer,
     /// Another certificate problem.
@@ -83,6 +86,9 @@ impl std::fmt::Display for HandshakeFailure {
             }
             HandshakeFailure::ExpiredCertificate => f.write_str("client certificate expired"),
             HandshakeFailure::RevokedCertificate => f.write_str("client certificate revoked"),
+            HandshakeFailure::StaleCrl => {
+                f.write_str("the CRL is past its next update: issue a fresh one and send SIGHUP")
+            }
             HandshakeFailure::UnknownIssuer => {
                 f.write_str("client certificate not issued by the configured CA")
             }
@@ -108,6 +114,10 @@ impl HandshakeFailure {
                         HandshakeFailure::ExpiredCertificate
                     }
                     CertificateError::Revoked => HandshakeFailure::RevokedCertificate,
+                    CertificateError::ExpiredRevocationList
+                    | CertificateError::ExpiredRevocationListContext { .. } => {
+                        HandshakeFailure::StaleCrl
+                    }
                     CertificateError::UnknownIssuer => HandshakeFailure::UnknownIssuer,
                     other => HandshakeFailure::BadCertificate(format!("{other:?}")),
                 },
