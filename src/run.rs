@@ -254,7 +254,7 @@ impl Revocation {
         if !self.security.still_valid(client) {
             return false;
         }
-        match &client.credential {
+        match &*client.credential {
             Credential::Certificate { serial } => !self.tls.iter().any(|t| t.is_revoked(serial)),
             Credential::Ssh { key: Some(key) } => {
                 let user = client.username.as_deref().unwrap_or("");

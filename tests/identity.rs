@@ -57,6 +57,11 @@ struct Gateway {
 
 impl Gateway {
     fn start() -> Gateway {
+        Gateway::start_with("")
+    }
+
+    /// With more lines for the `[acl]` table.
+    fn start_with(acl_extra: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let passwords = dir.path().join("passwords");
         for user in ["alice", "bob", "w1", "w2", "eve"] {
@@ -70,7 +75,7 @@ impl Gateway {
             format!(
                 "[auth]\npassword_file = {:?}\nallow_anonymous = false\n\
                  [auth.argon2]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
-                 [acl]\nfile = {:?}\n",
+                 [acl]\nfile = {:?}\n{acl_extra}\n",
                 passwords.to_str().unwrap(),
                 acl.to_str().unwrap()
             ),
@@ -603,4 +608,99 @@ fn a_reload_that_removes_a_user_disconnects_its_live_connections() {
         Some(("bob", "bob-pw")),
     );
     assert_ne!(ack.0, ReasonCode::Success);
+}
+
+#[test]
+fn strict_acl_refuses_what_the_default_narrows() {
+    let gw = Gateway::start_with("strict = true");
+    let mut alice = gw.login(ProtocolVersion::V5, "alice", "alice-strict", true);
+    // A filter overlapping her grant (site/alice/#) but reaching beyond it: refused.
+    assert_eq!(
+        alice.subscribe("site/#", QoS::AtLeastOnce),
+        [ReasonCode::NotAuthorized]
+    );
+    assert_eq!(
+        alice.subscribe("#", QoS::AtLeastOnce),
+        [ReasonCode::NotAuthorized]
+    );
+    assert_eq!(
+        alice.subscribe("site/alice/+", QoS::AtLeastOnce),
+        [ReasonCode::GrantedQoS1]
+    );
+    // Denied publishes: 0x87 at QoS 1, `$` topics included; DISCONNECT 0x87 at QoS 0.
+    for topic in ["site/bob/x", "$SYS/broker/fake", "$internal/x"] {
+        assert_eq!(
+            alice.publish(topic, "no"),
+            ReasonCode::NotAuthorized,
+            "{topic}"
+        );
+    }
+    alice.send(&Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: Arc::from("site/bob/x"),
+        pkid: 0,
+        payload: Bytes::from_static(b"no"),
+        properties: Properties::default(),
+    }));
+    match alice.recv(WAIT) {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::NotAuthorized),
+        other => panic!("expected DISCONNECT 0x87, got {other:?}"),
+    }
+    // 3.1.1: a refused filter gets 0x80, a denied publish closes the connection.
+    let mut alice3 = gw.login(ProtocolVersion::V3_1_1, "alice", "alice-strict3", true);
+    assert_eq!(
+        alice3.subscribe("site/#", QoS::AtLeastOnce),
+        [ReasonCode::UnspecifiedError]
+    );
+    let pkid = alice3.pkid();
+    alice3.send(&Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: Arc::from("site/bob/x"),
+        pkid,
+        payload: Bytes::from_static(b"no"),
+        properties: Properties::default(),
+    }));
+    assert!(alice3.recv(WAIT).is_none(), "3.1.1 client not disconnected");
+    // A will on a topic she may not write: CONNECT refused.
+    let mut connect = Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: "alice-will".into(),
+        will: Some(mqgate_protocol::LastWill {
+            topic: Arc::from("site/bob/will"),
+            payload: Bytes::from_static(b"w"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties::default(),
+        }),
+        username: Some("alice".into()),
+        password: Some(Bytes::from_static(b"alice-pw")),
+        properties: Properties::default(),
+    };
+    let (_, ack) = Client::connect_with(gw.addr(), ProtocolVersion::V5, connect.clone());
+    assert_eq!(ack.0, ReasonCode::NotAuthorized);
+    connect.protocol = ProtocolVersion::V3_1_1;
+    let (_, ack) = Client::connect_with(gw.addr(), ProtocolVersion::V3_1_1, connect);
+    assert_eq!(ack.0, ReasonCode::NotAuthorized);
+}
+
+#[test]
+fn the_default_acl_narrows_an_overlapping_filter_at_delivery() {
+    let gw = Gateway::start();
+    let mut alice = gw.login(ProtocolVersion::V5, "alice", "alice-wide", true);
+    assert_eq!(
+        alice.subscribe("site/#", QoS::AtLeastOnce),
+        [ReasonCode::GrantedQoS1]
+    );
+    let mut bob = gw.login(ProtocolVersion::V5, "bob", "bob-pub", true);
+    bob.publish("site/bob/x", "for-bob");
+    let mut alice_pub = gw.login(ProtocolVersion::V5, "alice", "alice-pub", true);
+    alice_pub.publish("site/alice/x", "for-alice");
+    assert_eq!(alice.receive(1), ["for-alice"]);
+    assert!(alice.drain().is_empty());
 }

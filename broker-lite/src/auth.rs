@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use mqgate_protocol::{ProtocolVersion, QoS, ReasonCode};
@@ -17,12 +18,11 @@ pub struct Identity {
     pub transport_user: Option<String>,
     /// How `transport_user` relates to the user name a CONNECT claims.
     pub username_policy: UsernamePolicy,
-    /// mqgate's own in-process client (a bridge's link to the local broker): trusted,
-    /// never asked for a password and never narrowed by the ACL. No network transport
-    /// sets it; only [`Identity::internal`] does.
-    pub internal: bool,
     /// What proved `transport_user` (a certificate, an SSH key), so that a reload can
-    /// withdraw it from a live connection.
+    /// withdraw it from a live connection. [`Credential::Internal`] marks mqgate's own
+    /// in-process client (a bridge's link to the local broker): trusted, never asked for
+    /// a password and never narrowed by the ACL. No network transport sets it; only
+    /// [`Identity::internal`] does.
     pub credential: Credential,
 }
 
@@ -50,6 +50,24 @@ pub enum Credential {
     Internal,
 }
 
+impl Credential {
+    /// The credential behind an `Arc`: the variants without data are shared (no
+    /// allocation per connection).
+    pub fn shared(self) -> Arc<Credential> {
+        static NONE: LazyLock<Arc<Credential>> = LazyLock::new(|| Arc::new(Credential::None));
+        static PASSWORD: LazyLock<Arc<Credential>> =
+            LazyLock::new(|| Arc::new(Credential::Password));
+        static INTERNAL: LazyLock<Arc<Credential>> =
+            LazyLock::new(|| Arc::new(Credential::Internal));
+        match self {
+            Credential::None => NONE.clone(),
+            Credential::Password => PASSWORD.clone(),
+            Credential::Internal => INTERNAL.clone(),
+            other => Arc::new(other),
+        }
+    }
+}
+
 /// Client ids starting with this are reserved for mqgate's own internal clients (the
 /// bridge's local session is `mqgate-bridge-<name>`): a network client asking for one
 /// is refused at CONNECT.
@@ -67,7 +85,6 @@ impl Identity {
             peer,
             transport_user: None,
             username_policy: UsernamePolicy::Replace,
-            internal: false,
             credential: Credential::None,
         }
     }
@@ -80,7 +97,6 @@ impl Identity {
             peer,
             transport_user: Some(name),
             username_policy: UsernamePolicy::Replace,
-            internal: true,
             credential: Credential::Internal,
         }
     }
@@ -96,9 +112,13 @@ impl Identity {
             peer,
             transport_user: Some(user),
             username_policy: policy,
-            internal: false,
             credential,
         }
+    }
+
+    /// Whether this is mqgate's own in-process client ([`Identity::internal`]).
+    pub fn is_internal(&self) -> bool {
+        self.credential == Credential::Internal
     }
 
     /// The user name a client is known as, given the user name its CONNECT claims:
@@ -164,18 +184,23 @@ pub struct ClientInfo {
     pub username: Option<String>,
     /// The peer's address.
     pub peer: SocketAddr,
-    /// mqgate's own internal client ([`Identity::internal`]): the broker allows it
-    /// everything without asking the authorizer.
-    pub internal: bool,
-    /// What proved the user name ([`Credential::None`] for anonymous clients).
-    pub credential: Credential,
+    /// What proved the user name ([`Credential::None`] for anonymous clients;
+    /// [`Credential::Internal`] for mqgate's own client, which the broker allows
+    /// everything without asking the authorizer). Shared (see [`Credential::shared`]):
+    /// one pointer in every connection's `ClientInfo`.
+    pub credential: Arc<Credential>,
 }
 
 impl ClientInfo {
+    /// Whether this is mqgate's own in-process client.
+    pub fn is_internal(&self) -> bool {
+        *self.credential == Credential::Internal
+    }
+
     /// Whether `other` is the same principal: the same user name and both internal or
     /// both not. Anonymous clients (no user name) are one principal.
     pub fn same_principal(&self, other: &ClientInfo) -> bool {
-        self.internal == other.internal && self.username == other.username
+        self.is_internal() == other.is_internal() && self.username == other.username
     }
 }
 
@@ -261,6 +286,14 @@ pub trait Authorizer: Send + Sync + 'static {
     fn rules_epoch(&self) -> u64 {
         0
     }
+
+    /// Refusals instead of silent narrowing (`[acl] strict`): a PUBLISH to any `$`
+    /// topic goes through [`Authorizer::authorize_publish`] instead of being ignored,
+    /// and a denied MQTT 5 QoS 0 PUBLISH (which has no acknowledgement to carry 0x87)
+    /// disconnects with DISCONNECT 0x87. Default: false.
+    fn strict(&self) -> bool {
+        false
+    }
 }
 
 /// Allows every client and every operation; the transport identity's user name, else the
@@ -289,5 +322,43 @@ impl Authorizer for AllowAll {
 
     fn authorize_delivery(&self, _: &ClientInfo, _: &str) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_info_stays_small() {
+        // One `Arc<ClientInfo>` per connection: 16 bytes of counts plus this must stay
+        // within a 112-byte malloc chunk, as before credentials were kept (memory per
+        // idle connection is compared with mosquitto's).
+        assert!(std::mem::size_of::<ClientInfo>() <= 88);
+    }
+
+    #[test]
+    fn principals_are_the_user_name_and_whether_internal() {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let client = |user: Option<&str>, credential: Credential| ClientInfo {
+            client_id: "c".into(),
+            username: user.map(str::to_owned),
+            peer,
+            credential: credential.shared(),
+        };
+        let alice = client(Some("alice"), Credential::Password);
+        assert!(alice.same_principal(&client(Some("alice"), Credential::None)));
+        assert!(!alice.same_principal(&client(Some("bob"), Credential::Password)));
+        assert!(!alice.same_principal(&client(None, Credential::None)));
+        assert!(!alice.same_principal(&client(Some("alice"), Credential::Internal)));
+        assert!(client(None, Credential::None).same_principal(&client(None, Credential::None)));
+        assert!(Arc::ptr_eq(
+            &Credential::Password.shared(),
+            &Credential::Password.shared()
+        ));
+        assert!(Identity::internal(peer, "mqgate-bridge-x".into()).is_internal());
+        assert!(!Identity::new(peer).is_internal());
+        assert!(is_reserved_client_id("mqgate-bridge-cloud"));
+        assert!(!is_reserved_client_id("mqgate-other"));
     }
 }

@@ -156,7 +156,7 @@ pub(crate) fn serve<S: Transport>(
         core,
         shutdown,
         stream,
-        identity,
+        Box::new(identity),
         (ProtocolVersion::V3_1_1, V5State::default()),
         permit,
     );
@@ -198,8 +198,8 @@ pub(crate) fn resume(
             .get()
             .map_or_else(Instant::now, |p| p.instant(last_read));
         let identity = match identity {
-            Some(identity) => *identity,
-            None => Identity::new(att.client.peer),
+            Some(identity) => identity,
+            None => Box::new(Identity::new(att.client.peer)),
         };
         let v5 = match v5 {
             Some(v5) => *v5,
@@ -289,8 +289,10 @@ struct Conn<S> {
     rbuf: BytesMut,
     wbuf: BytesMut,
     version: ProtocolVersion,
-    /// What the transport said about the peer (also for re-authentication).
-    identity: Identity,
+    /// What the transport said about the peer (also for re-authentication). Boxed: it
+    /// is read at CONNECT and re-authentication only, and every running connection's
+    /// future would carry it inline.
+    identity: Box<Identity>,
     need_flush: bool,
     /// A subscriber's task was woken by what this connection published: let it write
     /// before this connection writes its acknowledgements.
@@ -455,7 +457,7 @@ impl<S: Transport> Conn<S> {
         core: Arc<Core>,
         shutdown: CancellationToken,
         stream: S,
-        identity: Identity,
+        identity: Box<Identity>,
         (version, v5): (ProtocolVersion, V5State),
         permit: OwnedSemaphorePermit,
     ) -> Conn<S> {
@@ -517,8 +519,8 @@ impl<S: Transport> Conn<S> {
                             let inflight_in =
                                 u32::try_from(self.v5.inflight_in).unwrap_or(u32::MAX);
                             let v5 = self.version.is_v5().then(|| Box::new(self.v5));
-                            let identity = (self.identity != Identity::new(att.client.peer))
-                                .then(|| Box::new(self.identity));
+                            let identity = (*self.identity != Identity::new(att.client.peer))
+                                .then_some(self.identity);
                             reservation.commit(
                                 &core,
                                 Box::new(Parked {
@@ -592,7 +594,7 @@ impl<S: Transport> Conn<S> {
             }
         };
         let last_will = connect.will.take().map(Box::new);
-        let Some(att) = self.accept(connect).await else {
+        let Some(att) = self.accept(connect, last_will.as_deref()).await else {
             let _ = self.flush_all().await;
             return None;
         };
@@ -901,7 +903,7 @@ impl<S: Transport> Conn<S> {
     }
 
     /// Validates CONNECT, authenticates, attaches the session and sends CONNACK.
-    async fn accept(&mut self, mut connect: Connect) -> Option<Attached> {
+    async fn accept(&mut self, mut connect: Connect, will: Option<&LastWill>) -> Option<Attached> {
         let identity = &self.identity.clone();
         self.version = connect.protocol;
         let v5 = connect.protocol.is_v5();
@@ -933,7 +935,7 @@ impl<S: Transport> Conn<S> {
             }
         }
         Span::current().record("client_id", connect.client_id.as_str());
-        if is_reserved_client_id(&connect.client_id) && !identity.internal {
+        if is_reserved_client_id(&connect.client_id) && !identity.is_internal() {
             warn!(
                 rule = "client ids starting with mqgate-bridge- are reserved for mqgate's bridges",
                 "refusing CONNECT: reserved client id"
@@ -946,7 +948,7 @@ impl<S: Transport> Conn<S> {
             username: connect.username.as_deref(),
             password: connect.password.as_ref(),
             protocol: connect.protocol,
-            will: connect.will.as_ref().map(|w| WillRequest {
+            will: will.map(|w| WillRequest {
                 topic: &w.topic,
                 qos: w.qos,
                 retain: w.retain,
@@ -982,7 +984,7 @@ impl<S: Transport> Conn<S> {
                 }
             },
             // mqgate's own client: its identity is its name, no password to check.
-            None if identity.internal => Ok(identity.transport_user.clone()),
+            None if identity.is_internal() => Ok(identity.transport_user.clone()),
             None => self.core.authorizer.authenticate(identity, request).await,
         };
         let username = match outcome {
@@ -1012,8 +1014,7 @@ impl<S: Transport> Conn<S> {
             client_id: connect.client_id.clone(),
             username,
             peer: self.identity.peer,
-            internal: identity.internal,
-            credential,
+            credential: credential.shared(),
         });
         let opened = match self.core.open_session(
             &connect.client_id,
@@ -1328,12 +1329,12 @@ impl<S: Transport> Conn<S> {
         }
         // Packets the client sent right behind its CONNECT (it need not wait for CONNACK,
         // MQTT 3.1.1 §3.1.4) or behind an AUTH are already buffered: handle them now, in
-        // order, rather than after the next read (which may never come).
+        // order, rather than after the next read (which may never come). Boxed: this
+        // await's state would otherwise grow every connection's future.
         if !self.rbuf.is_empty() {
-            if let Err(end) = self
-                .process_buffered(att, &mut acks, &mut blocked, &mut want_fill)
-                .await
-            {
+            let first =
+                Box::pin(self.process_buffered(att, &mut acks, &mut blocked, &mut want_fill));
+            if let Err(end) = first.await {
                 return Step::End(end);
             }
         }
@@ -1728,13 +1729,20 @@ impl<S: Transport> Conn<S> {
         outcome.direct = self.rbuf.is_empty();
         let mut reason = ReasonCode::Success;
         if fresh {
-            if p.topic.starts_with("$SYS") {
+            let strict = self.core.authorizer.strict();
+            if p.topic.starts_with("$SYS") && !strict {
                 debug!(topic = %p.topic, "ignoring a client PUBLISH to $SYS");
             } else if !self.core.may_publish(client, &p.topic, p.qos, p.retain) {
                 if !v5 && self.core.authorizer.disconnect_on_denied_publish() {
                     return Err(End::Violation(
                         ReasonCode::NotAuthorized,
                         "PUBLISH not authorized (disconnect_on_denied_publish)",
+                    ));
+                }
+                if v5 && strict && p.qos == QoS::AtMostOnce {
+                    return Err(End::Violation(
+                        ReasonCode::NotAuthorized,
+                        "QoS 0 PUBLISH not authorized ([acl] strict)",
                     ));
                 }
                 info!(topic = %p.topic, "PUBLISH not authorized; dropped");

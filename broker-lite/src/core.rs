@@ -402,8 +402,12 @@ impl Core {
                 username: ms.username.as_deref().map(str::to_owned),
                 peer: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
                 // Reserved ids are only ever opened by internal clients.
-                internal: is_reserved_client_id(&ms.client_id),
-                credential: Credential::None,
+                credential: if is_reserved_client_id(&ms.client_id) {
+                    Credential::Internal
+                } else {
+                    Credential::None
+                }
+                .shared(),
             });
             let expiry = ms.expiry_interval.max(1);
             let session = Arc::new(Session::new(*sid, expiry, client));
@@ -477,7 +481,7 @@ impl Core {
     /// Whether `client` may publish on `topic` (and have its will published there).
     /// mqgate's internal clients may publish anywhere; everyone else asks the authorizer.
     pub fn may_publish(&self, client: &ClientInfo, topic: &str, qos: QoS, retain: bool) -> bool {
-        client.internal
+        client.is_internal()
             || self
                 .authorizer
                 .authorize_publish(client, topic, qos, retain)
@@ -485,13 +489,13 @@ impl Core {
 
     /// Whether `client` may subscribe to `filter` (internal clients always may).
     pub fn may_subscribe(&self, client: &ClientInfo, filter: &str, qos: QoS) -> bool {
-        client.internal || self.authorizer.authorize_subscribe(client, filter, qos)
+        client.is_internal() || self.authorizer.authorize_subscribe(client, filter, qos)
     }
 
     /// Whether a message on `topic` may be delivered to `client` (internal clients
     /// read everything their subscriptions match).
     pub fn may_read(&self, client: &ClientInfo, topic: &str) -> bool {
-        client.internal || self.authorizer.authorize_delivery(client, topic)
+        client.is_internal() || self.authorizer.authorize_delivery(client, topic)
     }
 
     /// Messages with an id below this were queued before the authorizer's rules last
@@ -551,7 +555,7 @@ impl Core {
         let existing = sessions.get(client_id).map(|s| s.0.clone());
         if let Some(existing) = &existing {
             let owner = existing.slot.lock().client.clone();
-            if !client.internal && !owner.same_principal(&client) {
+            if !client.is_internal() && !owner.same_principal(&client) {
                 return Err(SessionOwned {
                     owner: owner.username.clone(),
                 });
@@ -1212,7 +1216,7 @@ impl Core {
                 continue;
             }
             let client = s.slot.lock().client.clone();
-            if client.internal || still_valid(&client) {
+            if client.is_internal() || still_valid(&client) {
                 continue;
             }
             warn!(client_id = %client.client_id, peer = %client.peer,

@@ -83,6 +83,12 @@ pub struct AclConfig {
     /// having the message acknowledged and dropped (mosquitto's behaviour, the default).
     /// MQTT 5 clients always get PUBACK/PUBREC 0x87 instead.
     pub disconnect_on_denied_publish: bool,
+    /// Refuse instead of narrowing silently: a SUBSCRIBE filter reaching beyond the
+    /// client's read grants is refused (SUBACK 0x80 / 0x87) even where it overlaps them;
+    /// a denied PUBLISH disconnects (MQTT 5 QoS 0: DISCONNECT 0x87; QoS 1/2: PUBACK /
+    /// PUBREC 0x87); a PUBLISH to any `$` topic is denied. (A CONNECT whose will topic
+    /// is not writable is refused in either mode.)
+    pub strict: bool,
 }
 
 /// One `[[acl.rule]]` table: the TOML form of an ACL file's `topic` or `pattern` line.

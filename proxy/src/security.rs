@@ -47,6 +47,8 @@ pub struct Security {
     denials: Mutex<DenialLimiter>,
     /// Bumped by every reload ([`Authorizer::rules_epoch`]).
     epoch: AtomicU64,
+    /// `[acl] strict`.
+    strict: bool,
 }
 
 impl std::fmt::Debug for Security {
@@ -77,14 +79,29 @@ impl Security {
         } else {
             Some(Acl::from_config(&acl.rules)?)
         };
-        Security::build(
+        let mut security = Security::build(
             auth.password_file.clone(),
             acl.file.clone(),
             config_rules,
             acl.disconnect_on_denied_publish,
             auth.anonymous_allowed(),
             VerifierSettings::from_config(auth),
-        )
+        )?;
+        security.strict = acl.strict;
+        Ok(security)
+    }
+
+    /// Turns `[acl] strict` on or off (see [`Security::is_strict`]).
+    pub fn with_strict(mut self, strict: bool) -> Security {
+        self.strict = strict;
+        self
+    }
+
+    /// `[acl] strict`: refusals instead of silent narrowing. SUBSCRIBE filters must lie
+    /// within one read grant ([`Acl::check_subscribe_strict`]), denied publishes
+    /// disconnect 3.1.1 clients, and `$` topics are never writable.
+    pub fn is_strict(&self) -> bool {
+        self.strict
     }
 
     /// Builds from explicit parts (tests and the standalone proxy): no `[[acl.rule]]`
@@ -131,6 +148,7 @@ impl Security {
             disconnect_on_denied_publish,
             denials: Mutex::new(DenialLimiter::new()),
             epoch: AtomicU64::new(0),
+            strict: false,
         })
     }
 
@@ -175,7 +193,7 @@ impl Security {
     /// anonymous) are judged by their transport, so this says yes for them.
     pub fn still_valid(&self, client: &ClientInfo) -> bool {
         let by_password = matches!(
-            client.credential,
+            *client.credential,
             Credential::Password | Credential::Ssh { key: None }
         );
         if !by_password {
@@ -205,7 +223,7 @@ impl Security {
     /// Whether an MQTT 3.1.1 client whose PUBLISH the ACL denied is disconnected
     /// (`[acl] disconnect_on_denied_publish`) instead of acknowledged and dropped.
     pub fn disconnect_on_denied_publish(&self) -> bool {
-        self.disconnect_on_denied_publish
+        self.disconnect_on_denied_publish || self.strict
     }
 
     /// Logs one denial with user, client id, topic and action, at most
@@ -232,6 +250,10 @@ impl Security {
     fn check_write(&self, client: &ClientInfo, topic: &str, action: &'static str) -> bool {
         if validate_topic_name(topic).is_err() {
             self.log_denial(client, topic, action, "invalid topic name");
+            return false;
+        }
+        if self.strict && topic.starts_with('$') {
+            self.log_denial(client, topic, action, "strict: $ topics are not writable");
             return false;
         }
         let decision = match self.acl.load().as_deref() {
@@ -266,8 +288,7 @@ impl Security {
                 client_id: request.client_id.to_owned(),
                 username: user.clone(),
                 peer: identity.peer,
-                internal: false,
-                credential: identity.credential.clone(),
+                credential: identity.credential.clone().shared(),
             };
             if !self.check_write(&client, will.topic, "will") {
                 info!(peer = %identity.peer, client_id = request.client_id, topic = will.topic, "CONNECT refused: will topic not authorized");
@@ -373,6 +394,10 @@ impl Authorizer for Security {
         self.epoch.load(Ordering::Acquire)
     }
 
+    fn strict(&self) -> bool {
+        self.strict
+    }
+
     fn authorize_subscribe(&self, client: &ClientInfo, filter: &str, _qos: QoS) -> bool {
         if validate_topic_filter(filter).is_err() {
             self.log_denial(client, filter, "subscribe", "invalid topic filter");
@@ -381,7 +406,11 @@ impl Authorizer for Security {
         let Some(acl) = self.acl.load_full() else {
             return true;
         };
-        let d = acl.check_subscribe(subject(client), filter);
+        let d = if self.strict {
+            acl.check_subscribe_strict(subject(client), filter)
+        } else {
+            acl.check_subscribe(subject(client), filter)
+        };
         if !d.allowed {
             self.log_denial(client, filter, "subscribe", d.reason);
         }

@@ -60,7 +60,6 @@ async fn login(
         peer: peer(),
         transport_user: transport_user.map(str::to_owned),
         username_policy: UsernamePolicy::Replace,
-        internal: false,
         credential: Default::default(),
     };
     let pw = pw.map(|p| Bytes::copy_from_slice(p.as_bytes()));
@@ -79,7 +78,6 @@ fn client(user: Option<&str>, id: &str) -> ClientInfo {
         client_id: id.to_owned(),
         username: user.map(str::to_owned),
         peer: peer(),
-        internal: false,
         credential: Default::default(),
     }
 }

@@ -254,6 +254,60 @@ impl Acl {
     }
 }
 
+impl Acl {
+    /// The SUBSCRIBE decision of `[acl] strict = true`: a filter is granted only if one
+    /// read rule of the deciding list covers every topic of it and no deny rule of that
+    /// list shares a topic with it. A filter that only overlaps the grants is refused
+    /// (the default [`Acl::check_subscribe`] grants it and narrows at delivery).
+    pub fn check_subscribe_strict(&self, who: Subject<'_>, filter: &str) -> Decision<'_> {
+        let inner = parse_shared(filter).map_or(filter, |s| s.filter);
+        if !filter::has_wildcard(inner) {
+            return self.check(who, inner, Action::Read);
+        }
+        let (own, patterns) = self.lists(who);
+        if let Some(d) = decide_filter_strict(&own, inner) {
+            return d;
+        }
+        let Some(patterns) = patterns else {
+            return denied("patterns do not apply: client id or user name contains + # or /");
+        };
+        decide_filter_strict(&patterns, inner)
+            .unwrap_or_else(|| denied("no rule grants reading any topic of this filter"))
+    }
+}
+
+/// The strict SUBSCRIBE variant of [`decide_filter`]: `None` when no rule of `list`
+/// shares a topic with `filter` (the next list decides).
+fn decide_filter_strict<'a>(list: &[Effective<'a>], filter: &str) -> Option<Decision<'a>> {
+    if let Some(e) = list
+        .iter()
+        .find(|e| e.rule.access == Access::Deny && filter::intersects(&e.topic, filter))
+    {
+        return Some(Decision {
+            allowed: false,
+            rule: Some((e.source, e.rule)),
+            reason: "strict: a deny rule shares topics with the filter",
+        });
+    }
+    if let Some(e) = list
+        .iter()
+        .find(|e| e.rule.access.allows(Action::Read) && filter::covers(&e.topic, filter))
+    {
+        return Some(Decision {
+            allowed: true,
+            rule: Some((e.source, e.rule)),
+            reason: "allowed by rule",
+        });
+    }
+    list.iter()
+        .find(|e| e.rule.access.allows(Action::Read) && filter::intersects(&e.topic, filter))
+        .map(|e| Decision {
+            allowed: false,
+            rule: Some((e.source, e.rule)),
+            reason: "strict: the filter reaches beyond the read grants",
+        })
+}
+
 fn is_sys(topic: &str) -> bool {
     topic == "$SYS" || topic.starts_with("$SYS/")
 }

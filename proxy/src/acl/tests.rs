@@ -387,3 +387,35 @@ fn toml_rule_errors_name_the_table() {
         .to_string();
     assert!(e.contains("exclude each other"), "{e}");
 }
+
+#[test]
+fn strict_subscribe_grants_only_filters_inside_one_read_grant() {
+    let acl = acl();
+    let strict = |user: Option<&str>, client: &str, filter: &str| {
+        acl.check_subscribe_strict(who(user, client), filter)
+            .allowed
+    };
+    let alice = Some("alice");
+    // Inside a grant: granted in both modes.
+    for filter in ["sensors/alice/#", "sensors/alice/+/x", "sensors/alice/t"] {
+        assert!(strict(alice, "c", filter), "{filter}");
+        assert!(sub(&acl, alice, "c", filter), "{filter}");
+    }
+    // Overlapping but reaching beyond the grants: the default narrows, strict refuses.
+    for filter in ["sensors/#", "#", "+/alice/#", "sensors/+/+"] {
+        assert!(sub(&acl, alice, "c", filter), "default {filter}");
+        assert!(!strict(alice, "c", filter), "strict {filter}");
+    }
+    // Inside a grant but sharing topics with a deny rule (sensors/secret/temp): the
+    // default grants and filters at delivery, strict refuses.
+    assert!(sub(&acl, alice, "c", "sensors/+/temp"));
+    assert!(!strict(alice, "c", "sensors/+/temp"));
+    // Shared subscriptions are judged by their inner filter; patterns still apply.
+    assert!(strict(alice, "c", "$share/g/sensors/alice/#"));
+    assert!(!strict(alice, "c", "$share/g/sensors/#"));
+    assert!(strict(None, "dev1", "devices/dev1/#"));
+    assert!(!strict(None, "dev1", "devices/+/#"));
+    assert!(!strict(None, "+", "devices/+/#"));
+    // No grant at all: refused in both modes.
+    assert!(!strict(Some("bob"), "c", "sensors/#"));
+}

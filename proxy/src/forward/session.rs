@@ -166,8 +166,7 @@ where
         client_id: connect.client_id.clone(),
         username: username.clone(),
         peer: identity.peer,
-        internal: false,
-        credential: identity.credential.clone(),
+        credential: identity.credential.clone().shared(),
     });
     if let Some(will) = &connect.will {
         if !security.authorize_publish(&info, &will.topic, will.qos, will.retain) {

@@ -357,8 +357,8 @@ struct Connection {
     peer: SocketAddr,
     shared: Arc<Shared>,
     user: Option<String>,
-    /// The public key the user logged in with (OpenSSH format; `None`: by password).
-    key: Option<String>,
+    /// The public key the user logged in with (`None`: by password).
+    key: Option<PublicKey>,
     state: Arc<ConnState>,
     refused_channels: u32,
 }
@@ -435,7 +435,7 @@ impl russh::server::Handler for Connection {
         if self.key_allowed(user, key).await {
             info!(peer = %self.peer, %user, key = %fingerprint(key), "ssh login (public key)");
             self.user = Some(user.to_owned());
-            self.key = key.to_openssh().ok();
+            self.key = Some(key.clone());
             Ok(Auth::Accept)
         } else {
             warn!(peer = %self.peer, %user, key = %fingerprint(key), "ssh public key login refused");
@@ -562,6 +562,22 @@ impl russh::server::Handler for Connection {
                 )
                 .await;
         }
+        // The key may have been removed since the login (SIGHUP disconnected the MQTT
+        // sessions it carried): no new channel on its strength.
+        if let Some(key) = self.key.clone() {
+            if !self.key_allowed(&user, &key).await {
+                warn!(peer = %self.peer, %user, key = %fingerprint(&key),
+                    "refused direct-tcpip channel: the login key is no longer authorized; closing the ssh connection");
+                session.disconnect(Disconnect::ByApplication, "key no longer authorized", "")?;
+                return self
+                    .refuse(
+                        reply,
+                        ChannelOpenFailure::AdministrativelyProhibited,
+                        session,
+                    )
+                    .await;
+            }
+        }
         let limit = self.shared.settings.max_channels_per_connection;
         if self.state.channels.load(Ordering::Acquire) >= limit {
             warn!(peer = %self.peer, %user, limit, "refused direct-tcpip channel: channel limit reached");
@@ -574,7 +590,7 @@ impl russh::server::Handler for Connection {
         reply.accept().await;
         info!(peer = %self.peer, %user, %target, originator = %format!("{originator_address}:{originator_port}"), "MQTT channel opened");
         let credential = Credential::Ssh {
-            key: self.key.clone(),
+            key: self.key.as_ref().and_then(|k| k.to_openssh().ok()),
         };
         let identity = Identity::with_user(
             self.peer,

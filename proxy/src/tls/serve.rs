@@ -289,7 +289,6 @@ async fn handshake(
             transport_user,
             // use_identity_as_username: the certificate's identity replaces the CONNECT's.
             username_policy: UsernamePolicy::Replace,
-            internal: false,
             credential,
         },
     ))
