@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use ring::rand::{SecureRandom as _, SystemRandom};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Framed, FramedRead, FramedWrite};
+use tokio_util::codec::{Framed, FramedParts, FramedWrite};
 use tracing::{debug, info};
 
 use crate::error::Error;
@@ -47,16 +47,28 @@ impl ForwardSettings {
 /// The write half of one side, shared by both directions (a direction also answers
 /// the side it reads from).
 type Sink<S> = Arc<tokio::sync::Mutex<FramedWrite<WriteHalf<S>, MqttCodec>>>;
-type Source<S> = FramedRead<ReadHalf<S>, MqttCodec>;
+/// The read half of one side. A `Framed` (only ever read from) rather than a
+/// `FramedRead`: `Framed::from_parts` marks bytes already buffered as ready to decode.
+type Source<S> = Framed<ReadHalf<S>, MqttCodec>;
 
-/// Splits a framed stream into read and write halves, keeping bytes already buffered.
+/// Splits a framed stream into read and write halves, keeping bytes already buffered
+/// (and the codec's protocol version, learnt from CONNECT).
+///
+/// Packets the peer sent right behind CONNECT (a client need not wait for CONNACK, MQTT
+/// 3.1.1 §3.1.4) or behind CONNACK (an upstream's queued messages) are in `read_buf`
+/// and are decoded before the socket is read again. (A `FramedRead` with those bytes
+/// pushed into its buffer would read the socket first and sit on them until the peer
+/// sent something else.)
 fn split<S: AsyncRead + AsyncWrite>(framed: Framed<S, MqttCodec>) -> (Source<S>, Sink<S>) {
     let parts = framed.into_parts();
     let (r, w) = tokio::io::split(parts.io);
-    let mut read = FramedRead::new(r, parts.codec.clone());
-    read.read_buffer_mut().extend_from_slice(&parts.read_buf);
+    let mut read = FramedParts::new::<&Packet>(r, parts.codec.clone());
+    read.read_buf = parts.read_buf;
     let write = FramedWrite::new(w, parts.codec);
-    (read, Arc::new(tokio::sync::Mutex::new(write)))
+    (
+        Framed::from_parts(read),
+        Arc::new(tokio::sync::Mutex::new(write)),
+    )
 }
 
 /// What both directions of one connection share.
@@ -386,4 +398,81 @@ where
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bytes::{Bytes, BytesMut};
+    use mqgate_protocol::{encode_packet, Connect, Publish, Subscribe, SubscribeFilter};
+    use tokio::io::AsyncWriteExt as _;
+
+    use super::*;
+
+    fn bytes(packet: &Packet, version: ProtocolVersion) -> BytesMut {
+        let mut buf = BytesMut::new();
+        encode_packet(packet, version, &mut buf).unwrap();
+        buf
+    }
+
+    /// CONNECT, SUBSCRIBE and PUBLISH in one write: after CONNECT is read and the stream
+    /// split, the other two come out of the read half without another byte arriving,
+    /// decoded in the CONNECT's version (5.0 here: SUBSCRIBE and PUBLISH have
+    /// properties, which 3.1.1 decoding would misread).
+    #[tokio::test]
+    async fn split_decodes_packets_buffered_behind_connect_in_the_connect_version() {
+        let v5 = ProtocolVersion::V5;
+        let mut wire = bytes(
+            &Packet::Connect(Connect {
+                protocol: v5,
+                clean_start: true,
+                keep_alive: 60,
+                client_id: "c".into(),
+                will: None,
+                username: None,
+                password: None,
+                properties: Default::default(),
+            }),
+            v5,
+        );
+        let subscribe = Packet::Subscribe(Subscribe {
+            pkid: 1,
+            filters: vec![SubscribeFilter {
+                filter: "pipe/t".into(),
+                options: Default::default(),
+            }],
+            properties: Default::default(),
+        });
+        let publish = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "pipe/t".into(),
+            pkid: 2,
+            payload: Bytes::from_static(b"hello"),
+            properties: Default::default(),
+        });
+        wire.extend_from_slice(&bytes(&subscribe, v5));
+        wire.extend_from_slice(&bytes(&publish, v5));
+        let (mut client, server) = tokio::io::duplex(4096);
+        client.write_all(&wire).await.unwrap();
+
+        let mut framed = Framed::new(server, MqttCodec::new(1 << 20));
+        assert!(matches!(
+            framed.next().await,
+            Some(Ok(Packet::Connect(c))) if c.protocol == v5
+        ));
+        let (mut rx, _tx) = split(framed);
+        let wait = Duration::from_secs(5);
+        for expected in [subscribe, publish] {
+            let got = tokio::time::timeout(wait, rx.next()).await;
+            assert_eq!(got.unwrap().unwrap().unwrap(), expected);
+        }
+        // `client` is still open: nothing more arrives until it writes.
+        assert!(tokio::time::timeout(Duration::from_millis(50), rx.next())
+            .await
+            .is_err());
+        drop(client);
+    }
 }
