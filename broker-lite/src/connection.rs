@@ -1075,6 +1075,7 @@ impl<S: Transport> Conn<S> {
             }
         }
         info!(
+            user = client.username.as_deref().unwrap_or(""),
             protocol = connect.protocol.level(),
             clean_start = connect.clean_start,
             keep_alive,
