@@ -22,28 +22,18 @@ mod bridge_support;
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader, Read, Write as _};
-use std::net::TcpStream;
+use std::io::{BufRead as _, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use bridge_support::{free_port, wait_until, Cloud, MosquittoSub, Received, DEADLINE};
-use common::{run_mqgate, Mqgate};
+use bridge_support::{Cloud, MosquittoSub, Received, DEADLINE};
+use common::pki::{ca_with_server, certs};
+use common::ssh::{self, keygen};
+use common::{add_password, free_port, run_mqgate, wait_until, KillOnDrop, Mqgate};
 
 /// Messages each device publishes while the cloud is down.
 const OUTAGE_MESSAGES: usize = 20;
-
-/// Cheap argon2 parameters: the debug build would spend seconds per login with the
-/// defaults. The entries are still argon2id, as the examples expect.
-const CHEAP_ARGON2: [&str; 6] = [
-    "--memory-kib",
-    "64",
-    "--iterations",
-    "1",
-    "--parallelism",
-    "1",
-];
 
 // ---- configuration from the examples -----------------------------------------------
 
@@ -114,55 +104,7 @@ fn config_check(path: &Path) {
     );
 }
 
-// ---- credentials -------------------------------------------------------------------
-
-/// `mqgate certs --dir DIR ARGS...`, which must succeed.
-fn certs(dir: &Path, args: &[&str]) {
-    let mut all = vec!["certs", "--dir", dir.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let (code, out, err) = run_mqgate(&all);
-    assert_eq!(code, 0, "mqgate certs {args:?}: {out}{err}");
-}
-
-/// `mqgate passwd add FILE USER`, the password on stdin.
-fn add_password(file: &Path, user: &str, password: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqgate"))
-        .args(["passwd", "add", file.to_str().unwrap(), user])
-        .args(CHEAP_ARGON2)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{password}").unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "mqgate passwd add {user}: {out:?}");
-}
-
-/// `ssh-keygen` an ed25519 key at `path` with `comment`; returns the public key line.
-fn keygen(path: &Path, comment: &str) -> String {
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "ssh-keygen {}", path.display());
-    std::fs::read_to_string(path.with_extension("pub")).unwrap()
-}
-
 // ---- processes ---------------------------------------------------------------------
-
-/// A child process killed on drop.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A child whose output lines (stdout or stderr, see [`Lines::spawn`]) are collected.
 struct Lines {
@@ -210,11 +152,6 @@ impl Lines {
             .iter()
             .any(|l| l.contains(needle))
     }
-}
-
-/// Whether something accepts TCP connections on 127.0.0.1:`port`.
-fn listening(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
 /// `mosquitto_pub -q 1` bounded by `timeout`: exit status 0 means the PUBACK arrived.
@@ -275,38 +212,7 @@ impl Device {
 /// default `mqtt_targets`: a name for "the MQTT service", which mqgate serves in-process
 /// on the channel, whatever port its tcp listener is on.
 fn ssh_forward(ssh_dir: &Path, ssh_port: u16) -> (KillOnDrop, u16) {
-    let local = free_port();
-    let mut child = Command::new("ssh")
-        .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
-        .args(["-o", "ConnectTimeout=10", "-o", "ExitOnForwardFailure=yes"])
-        .arg("-o")
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            ssh_dir.join("known_hosts").display()
-        ))
-        .arg("-i")
-        .arg(ssh_dir.join("dev-ssh"))
-        .args(["-p", &ssh_port.to_string(), "-N", "-L"])
-        .arg(format!("127.0.0.1:{local}:127.0.0.1:1883"))
-        .arg("dev-ssh@127.0.0.1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let up = wait_until(DEADLINE, || {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("ssh -L exited: {status}");
-        }
-        listening(local)
-    });
-    assert!(up, "ssh -L did not open 127.0.0.1:{local}");
-    (KillOnDrop(child), local)
+    ssh::forward(ssh_dir, "dev-ssh", ssh_port, DEADLINE).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Starts `mqgate run` and waits until all three listeners are logged and the bridge is
@@ -355,17 +261,7 @@ fn raspberry_pi_gateway_example_forwards_three_kinds_of_device_across_outage_and
     let (certs_dir, ssh_dir, data) = (dir.join("certs"), dir.join("ssh"), dir.join("data"));
 
     // mqgate's CA: the gateway's server certificate and dev-tls's device certificate.
-    certs(&certs_dir, &["init", "--name", "site 042 CA"]);
-    let server = [
-        "issue-server",
-        "--name",
-        "gateway",
-        "--dns",
-        "localhost",
-        "--ip",
-        "127.0.0.1",
-    ];
-    certs(&certs_dir, &server);
+    ca_with_server(&certs_dir, "site 042 CA", Some("gateway"));
     certs(&certs_dir, &["issue-device", "dev-tls"]);
     certs(&certs_dir, &["crl"]);
 
@@ -603,34 +499,15 @@ mod wss {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::ServerName;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     use tokio_tungstenite::tungstenite::http::HeaderValue;
     use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
+    use crate::common::pki::client_config;
+    use crate::common::raw_client::{hand_made_packet, put_string};
+
     type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-    fn string(s: &str) -> Vec<u8> {
-        let mut v = u16::try_from(s.len()).unwrap().to_be_bytes().to_vec();
-        v.extend_from_slice(s.as_bytes());
-        v
-    }
-
-    fn packet(first: u8, body: Vec<u8>) -> Vec<u8> {
-        let mut out = vec![first];
-        let mut len = body.len();
-        loop {
-            let byte = (len % 128) as u8;
-            len /= 128;
-            out.push(if len > 0 { byte | 0x80 } else { byte });
-            if len == 0 {
-                break;
-            }
-        }
-        out.extend(body);
-        out
-    }
 
     /// The next MQTT packet (first byte, body), reading WebSocket frames as needed.
     fn next_packet(ws: &mut WebSocket<Tls>, buf: &mut Vec<u8>) -> Result<(u8, Vec<u8>), String> {
@@ -664,16 +541,7 @@ mod wss {
         topic: &str,
         payload: &str,
     ) -> Result<(), String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = client_config(ca, None);
         let name = ServerName::try_from("localhost").unwrap();
         let tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
         let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
@@ -688,29 +556,31 @@ mod wss {
             .map_err(|e| format!("WebSocket handshake: {e}"))?;
 
         // CONNECT: MQTT 3.1.1, user name + password + clean session, keep-alive 60 s.
-        let mut connect = string("MQTT");
+        let mut connect = Vec::new();
+        put_string(&mut connect, b"MQTT");
         connect.extend_from_slice(&[4, 0xC2, 0, 60]);
         for field in [&format!("wss-{user}"), user, password] {
-            connect.extend(string(field));
+            put_string(&mut connect, field.as_bytes());
         }
-        let mut publish = string(topic);
+        let mut publish = Vec::new();
+        put_string(&mut publish, topic.as_bytes());
         publish.extend_from_slice(&[0, 1]);
         publish.extend_from_slice(payload.as_bytes());
         let mut buf = Vec::new();
         let send = |ws: &mut WebSocket<Tls>, bytes: Vec<u8>| {
             ws.send(Message::Binary(bytes)).map_err(|e| e.to_string())
         };
-        send(&mut ws, packet(0x10, connect))?;
+        send(&mut ws, hand_made_packet(0x10, &connect))?;
         let connack = next_packet(&mut ws, &mut buf)?;
         if connack != (0x20, vec![0, 0]) {
             return Err(format!("CONNACK {connack:?}"));
         }
-        send(&mut ws, packet(0x32, publish))?;
+        send(&mut ws, hand_made_packet(0x32, &publish))?;
         let puback = next_packet(&mut ws, &mut buf)?;
         if puback != (0x40, vec![0, 1]) {
             return Err(format!("expected PUBACK, got {puback:?}"));
         }
-        send(&mut ws, packet(0xE0, Vec::new()))?;
+        send(&mut ws, hand_made_packet(0xE0, &[]))?;
         let _ = ws.close(None);
         let _ = ws.flush();
         Ok(())
@@ -722,17 +592,7 @@ fn standalone_proxy_example_checks_passwords_and_acl_in_front_of_mosquitto() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let certs_dir = dir.join("certs");
-    certs(&certs_dir, &["init", "--name", "proxy test CA"]);
-    let server = [
-        "issue-server",
-        "--name",
-        "broker.example.com",
-        "--dns",
-        "localhost",
-        "--ip",
-        "127.0.0.1",
-    ];
-    certs(&certs_dir, &server);
+    ca_with_server(&certs_dir, "proxy test CA", Some("broker.example.com"));
     let ca = certs_dir.join("ca.pem");
     let passwords = dir.join("passwords");
     for user in ["dev1", "dev2", "dashboard"] {

@@ -7,25 +7,15 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use common::Mqgate;
-use mqgate_protocol::codec::{decode_packet, encode_packet};
-use mqgate_protocol::{
-    Connect, Packet, Properties, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, RetainHandling,
-    Subscribe, SubscribeFilter, SubscriptionOptions,
-};
-
-/// How long a client waits for a packet it expects.
-const WAIT: Duration = Duration::from_secs(10);
-/// How long a client waits to be sure a packet it must not get does not come.
-const QUIET: Duration = Duration::from_millis(700);
+use bytes::Bytes;
+use common::raw_client::{hand_made_packet, put_string, Client, WAIT};
+use common::{add_password, Mqgate};
+use mqgate_protocol::{Connect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode};
 
 const ACL: &str = "\
 user alice
@@ -104,221 +94,6 @@ impl Gateway {
         );
         assert_eq!(ack, (ReasonCode::Success, ack.1), "{user} as {client_id}");
         client
-    }
-}
-
-fn add_password(file: &Path, user: &str, password: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqgate"))
-        .args(["passwd", "add", file.to_str().unwrap(), user])
-        .args([
-            "--memory-kib",
-            "64",
-            "--iterations",
-            "1",
-            "--parallelism",
-            "1",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A raw MQTT client: every byte under the test's control.
-struct Client {
-    stream: TcpStream,
-    buf: BytesMut,
-    version: ProtocolVersion,
-    next_pkid: u16,
-}
-
-impl Client {
-    /// Connects and returns the client with CONNACK's (reason, session present); the
-    /// reason is `UnspecifiedError` if the server closed without a CONNACK.
-    fn connect(
-        addr: SocketAddr,
-        version: ProtocolVersion,
-        client_id: &str,
-        clean: bool,
-        credentials: Option<(&str, &str)>,
-    ) -> (Client, (ReasonCode, bool)) {
-        let mut properties = Properties::default();
-        if version.is_v5() && !clean {
-            properties.session_expiry_interval = Some(3600);
-        }
-        let connect = Connect {
-            protocol: version,
-            clean_start: clean,
-            keep_alive: 60,
-            client_id: client_id.to_owned(),
-            will: None,
-            username: credentials.map(|c| c.0.to_owned()),
-            password: credentials.map(|c| Bytes::copy_from_slice(c.1.as_bytes())),
-            properties,
-        };
-        Client::connect_with(addr, version, connect)
-    }
-
-    fn connect_with(
-        addr: SocketAddr,
-        version: ProtocolVersion,
-        connect: Connect,
-    ) -> (Client, (ReasonCode, bool)) {
-        let stream = TcpStream::connect(addr).unwrap();
-        let mut client = Client {
-            stream,
-            buf: BytesMut::new(),
-            version,
-            next_pkid: 1,
-        };
-        client.send(&Packet::Connect(connect));
-        let ack = match client.recv(WAIT) {
-            Some(Packet::ConnAck(a)) => (a.reason, a.session_present),
-            Some(other) => panic!("expected CONNACK, got {other:?}"),
-            None => (ReasonCode::UnspecifiedError, false),
-        };
-        (client, ack)
-    }
-
-    fn send(&mut self, packet: &Packet) {
-        let mut out = BytesMut::new();
-        encode_packet(packet, self.version, &mut out).unwrap();
-        self.stream.write_all(&out).unwrap();
-    }
-
-    /// The next packet within `timeout`; `None` on timeout or a closed connection.
-    fn recv(&mut self, timeout: Duration) -> Option<Packet> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(p)) = decode_packet(&mut self.buf, self.version, 1 << 20) {
-                return Some(p);
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .unwrap();
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return None
-                }
-                Err(_) => return None,
-            }
-        }
-    }
-
-    fn pkid(&mut self) -> u16 {
-        let id = self.next_pkid;
-        self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
-        id
-    }
-
-    /// Subscribes and returns the SUBACK reasons.
-    fn subscribe(&mut self, filter: &str, qos: QoS) -> Vec<ReasonCode> {
-        let pkid = self.pkid();
-        self.send(&Packet::Subscribe(Subscribe {
-            pkid,
-            filters: vec![SubscribeFilter {
-                filter: filter.to_owned(),
-                options: SubscriptionOptions {
-                    qos,
-                    no_local: false,
-                    retain_as_published: false,
-                    retain_handling: RetainHandling::SendAtSubscribe,
-                },
-            }],
-            properties: Properties::default(),
-        }));
-        loop {
-            match self.recv(WAIT) {
-                Some(Packet::SubAck(a)) if a.pkid == pkid => return a.reasons,
-                Some(Packet::Publish(p)) => self.ack(&p),
-                Some(other) => panic!("expected SUBACK, got {other:?}"),
-                None => panic!("no SUBACK for {filter}"),
-            }
-        }
-    }
-
-    /// Publishes at QoS 1 and waits for the PUBACK; returns its reason.
-    fn publish(&mut self, topic: &str, payload: &str) -> ReasonCode {
-        let pkid = self.pkid();
-        self.send(&Packet::Publish(Publish {
-            dup: false,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            topic: Arc::from(topic),
-            pkid,
-            payload: Bytes::copy_from_slice(payload.as_bytes()),
-            properties: Properties::default(),
-        }));
-        loop {
-            match self.recv(WAIT) {
-                Some(Packet::PubAck(a)) if a.pkid == pkid => return a.reason,
-                Some(Packet::Publish(p)) => self.ack(&p),
-                Some(other) => panic!("expected PUBACK, got {other:?}"),
-                None => panic!("no PUBACK for {topic}"),
-            }
-        }
-    }
-
-    fn ack(&mut self, p: &Publish) {
-        if p.qos == QoS::AtLeastOnce {
-            self.send(&Packet::PubAck(PubAck::new(p.pkid)));
-        }
-    }
-
-    /// Payloads of the deliveries that arrive until nothing came for `QUIET`.
-    fn drain(&mut self) -> Vec<String> {
-        let mut got = Vec::new();
-        while let Some(packet) = self.recv(QUIET) {
-            if let Packet::Publish(p) = packet {
-                self.ack(&p);
-                got.push(String::from_utf8_lossy(&p.payload).into_owned());
-            }
-        }
-        got
-    }
-
-    /// Waits until `n` deliveries arrived (or `WAIT` passed); returns their payloads.
-    fn receive(&mut self, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + WAIT;
-        let mut got = Vec::new();
-        while got.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.recv(left) {
-                Some(Packet::Publish(p)) => {
-                    self.ack(&p);
-                    got.push(String::from_utf8_lossy(&p.payload).into_owned());
-                }
-                Some(_) => {}
-                None => break,
-            }
-        }
-        got
-    }
-
-    fn disconnect(mut self) {
-        self.send(&Packet::Disconnect(Default::default()));
     }
 }
 
@@ -483,36 +258,18 @@ fn hand_made_connect(
     user: &[u8],
     password: &[u8],
 ) -> Vec<u8> {
-    fn string(out: &mut Vec<u8>, s: &[u8]) {
-        out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
-        out.extend_from_slice(s);
-    }
     let mut body = Vec::new();
-    string(&mut body, b"MQTT");
+    put_string(&mut body, b"MQTT");
     body.push(if version.is_v5() { 5 } else { 4 });
     body.push(0b1100_0010);
     body.extend_from_slice(&60u16.to_be_bytes());
     if version.is_v5() {
         body.push(0); // no properties
     }
-    string(&mut body, client_id.as_bytes());
-    string(&mut body, user);
-    string(&mut body, password);
-    let mut packet = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(&body);
-    packet
+    put_string(&mut body, client_id.as_bytes());
+    put_string(&mut body, user);
+    put_string(&mut body, password);
+    hand_made_packet(0x10, &body)
 }
 
 #[test]
@@ -527,12 +284,7 @@ fn hostile_user_names_are_refused_and_the_gateway_stays_up() {
         } else {
             ProtocolVersion::V5
         };
-        let mut client = Client {
-            stream: TcpStream::connect(gw.addr()).unwrap(),
-            buf: BytesMut::new(),
-            version,
-            next_pkid: 1,
-        };
+        let mut client = Client::new(TcpStream::connect(gw.addr()).unwrap(), version);
         let bytes = hand_made_connect(version, "hostile", name, b"whatever");
         client.stream.write_all(&bytes).unwrap();
         let shown = String::from_utf8_lossy(&name[..name.len().min(8)]).into_owned();

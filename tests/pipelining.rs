@@ -24,22 +24,22 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::net::{SocketAddr, TcpStream as StdStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::{run_mqgate, Mqgate};
+use common::pki::{ca_with_server, client_config};
+use common::ssh::keygen;
+use common::{add_password, free_port, KillOnDrop, Mqgate};
 use futures_util::{SinkExt as _, StreamExt as _};
 use mqgate_protocol::{
     decode_packet, encode_packet, Connect, Disconnect, Packet, ProtocolVersion, PubAck, Publish,
     QoS, ReasonCode, Subscribe, SubscribeFilter, SubscriptionOptions,
 };
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -236,17 +236,7 @@ async fn tcp(addr: SocketAddr) -> BoxIo {
 
 /// TLS to `addr` as `localhost`, trusting `ca`.
 async fn tls(addr: SocketAddr, ca: &Path) -> BoxIo {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = TlsConnector::from(Arc::new(config));
+    let connector = TlsConnector::from(Arc::new(client_config(ca, None)));
     let name = ServerName::try_from("localhost").unwrap();
     Box::new(connector.connect(name, tcp(addr).await).await.unwrap())
 }
@@ -492,72 +482,17 @@ async fn assert_only_sentinel(sub: &mut Client, publisher: Link, version: Protoc
 
 // ---- fixtures ----------------------------------------------------------------------
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A CA and a `localhost` server certificate made with `mqgate certs`.
 fn pki(dir: &Path) -> PathBuf {
     let ca = dir.join("certs");
-    let d = ca.to_str().unwrap();
-    for args in [
-        vec!["certs", "--dir", d, "init", "--name", "pipelining test CA"],
-        vec![
-            "certs",
-            "--dir",
-            d,
-            "issue-server",
-            "--dns",
-            "localhost",
-            "--ip",
-            "127.0.0.1",
-        ],
-    ] {
-        let (code, stdout, stderr) = run_mqgate(&args);
-        assert_eq!(code, 0, "mqgate {args:?}: {stdout}{stderr}");
-    }
+    ca_with_server(&ca, "pipelining test CA", None);
     ca
 }
 
 /// A password file with `alice`, made with `mqgate passwd add` (password on stdin).
 fn password_file(dir: &Path) -> PathBuf {
     let file = dir.join("passwd");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqgate"))
-        .args(["passwd", "add", file.to_str().unwrap(), USER])
-        .args([
-            "--memory-kib",
-            "64",
-            "--iterations",
-            "1",
-            "--parallelism",
-            "1",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "mqgate passwd add: {out:?}");
+    add_password(&file, USER, PASSWORD);
     file
 }
 
@@ -566,15 +501,6 @@ fn tls_table(ca: &Path) -> String {
         "[listener.tls]\ncert = \"{ca}/servers/localhost.pem\"\nkey = \"{ca}/servers/localhost.key\"\n",
         ca = ca.display()
     )
-}
-
-fn ssh_keygen(path: &Path, comment: &str) {
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// `mqgate run` with tls, ws, wss, ssh and tcp listeners, a password file with `alice`,
@@ -590,8 +516,8 @@ impl Gateway {
         let path = |n: &str| dir.path().join(n);
         let ca = pki(dir.path());
         let passwd = password_file(dir.path());
-        ssh_keygen(&path("host_key"), "host");
-        ssh_keygen(&path("sensor7"), "sensor7");
+        keygen(&path("host_key"), "host");
+        keygen(&path("sensor7"), "sensor7");
         std::fs::copy(path("sensor7.pub"), path("authorized_keys")).unwrap();
         let config = format!(
             "[[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:0\"\n{tls}\n\

@@ -3,22 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use common::CHEAP_ARGON2;
 use mqgate_proxy::password::PasswordFile;
-
-/// Cheap argon2 parameters so the debug build stays fast.
-const CHEAP: [&str; 6] = [
-    "--memory-kib",
-    "64",
-    "--iterations",
-    "1",
-    "--parallelism",
-    "1",
-];
 
 fn passwd(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mqgate"))
@@ -57,7 +50,7 @@ fn add_list_delete() {
     let file = dir.path().join("passwd");
     let f = file.to_str().unwrap();
     let mut args = vec!["add", f, "alice"];
-    args.extend(CHEAP);
+    args.extend(CHEAP_ARGON2);
     let o = passwd(&args, "s3cret\n");
     assert!(o.status.success(), "{}", text(&o));
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
@@ -137,7 +130,7 @@ fn upgrade_a_mosquitto_file() {
     );
 
     let mut args = vec!["upgrade", f, "bob"];
-    args.extend(CHEAP);
+    args.extend(CHEAP_ARGON2);
     let o = passwd(&args, "wrong\n");
     assert!(!o.status.success());
     assert!(std::fs::read_to_string(&file)

@@ -1,8 +1,14 @@
-//! Test support: start the real `mqgate` binary on a free port and control its life.
+//! Test support: start the real `mqgate` binary on a free port and control its life;
+//! password files, free ports, child processes; a raw MQTT client ([`raw_client`]),
+//! certificates ([`pki`]) and SSH keys and tunnels ([`ssh`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+pub mod pki;
+pub mod raw_client;
+pub mod ssh;
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -188,4 +194,67 @@ pub fn run_mqgate(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Cheap argon2 parameters for `mqgate passwd add`: the debug build would spend seconds
+/// per login with the defaults. The entries are still argon2id.
+pub const CHEAP_ARGON2: [&str; 6] = [
+    "--memory-kib",
+    "64",
+    "--iterations",
+    "1",
+    "--parallelism",
+    "1",
+];
+
+/// `mqgate passwd add FILE USER` with [`CHEAP_ARGON2`], the password on stdin; must succeed.
+pub fn add_password(file: &Path, user: &str, password: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mqgate"))
+        .args(["passwd", "add", file.to_str().unwrap(), user])
+        .args(CHEAP_ARGON2)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{password}").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "mqgate passwd add {user}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
