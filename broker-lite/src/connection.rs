@@ -130,6 +130,13 @@ impl End {
     }
 }
 
+/// Whom deliveries are encoded for: the client, and the message id below which its read
+/// permission is checked again (`Core::recheck_below`, read once per batch).
+struct Recipient<'a> {
+    client: &'a ClientInfo,
+    recheck_below: u64,
+}
+
 /// An acknowledgement waiting (in order) for its disk commit.
 struct PendingAck {
     wait: Option<Ack>,
@@ -1069,8 +1076,12 @@ impl<S: Transport> Conn<S> {
             properties,
         }));
         let now = now_ms();
+        let to = Recipient {
+            client: &client,
+            recheck_below: self.core.recheck_below(),
+        };
         for t in resend {
-            if let Some(pkid) = self.encode_transmit(&session, &client, t, now) {
+            if let Some(pkid) = self.encode_transmit(&session, &to, t, now) {
                 self.forget_inflight(&session, pkid);
             }
         }
@@ -1098,7 +1109,7 @@ impl<S: Transport> Conn<S> {
     fn encode_transmit(
         &mut self,
         session: &Session,
-        client: &ClientInfo,
+        to: &Recipient<'_>,
         t: Transmit,
         now: u64,
     ) -> Option<u16> {
@@ -1108,8 +1119,8 @@ impl<S: Transport> Conn<S> {
                 dup,
                 delivery,
             } => {
-                if delivery.msg.id < self.core.recheck_below()
-                    && !self.core.may_read(client, &delivery.msg.topic)
+                if delivery.msg.id < to.recheck_below
+                    && !self.core.may_read(to.client, &delivery.msg.topic)
                 {
                     Stats::add(&self.core.stats.deliveries_revoked, 1);
                     info!(topic = %delivery.msg.topic, qos = delivery.qos as u8,
@@ -1243,24 +1254,29 @@ impl<S: Transport> Conn<S> {
         let now = now_ms();
         let mut full = false;
         let mut oversize = Vec::new();
+        let recheck_below = self.core.recheck_below();
         let mut slot = session.slot.lock();
-        let client = slot.client.clone();
         // A lent socket stays lent if there is nothing to write (a PUBACK that only
         // completed a direct delivery, say).
         if !slot.state.nothing_queued() || slot.state.direct_cut {
             self.reclaim_locked(session, &mut slot);
         }
+        let Slot { state, client, .. } = &mut *slot;
+        let to = Recipient {
+            client,
+            recheck_below,
+        };
         loop {
             if self.wbuf.len() >= WRITE_HIGH_WATER {
                 full = true;
                 break;
             }
-            match slot.state.poll_transmit(limits, now) {
+            match state.poll_transmit(limits, now) {
                 Some(t) => {
                     if self.wbuf.capacity() == 0 {
                         self.wbuf.reserve(WRITE_CHUNK);
                     }
-                    if let Some(pkid) = self.encode_transmit(session, &client, t, now) {
+                    if let Some(pkid) = self.encode_transmit(session, &to, t, now) {
                         oversize.push(pkid);
                     }
                 }
