@@ -17,6 +17,10 @@ pub struct AuthConfig {
     pub argon2: Argon2Params,
     /// Password verifications run at the same time; bounds CPU and memory in connect storms.
     pub max_concurrent_verifications: u32,
+    /// Longest user name accepted, in bytes. A longer one is refused (bad user name or
+    /// password) before it is hashed or remembered by the failed-login throttle, so
+    /// random long names cannot grow its table.
+    pub max_username_bytes: u32,
 }
 
 impl Default for AuthConfig {
@@ -29,6 +33,7 @@ impl Default for AuthConfig {
             argon2: Argon2Params::default(),
             // Two verifications use ~38 MiB with the default argon2 memory: safe on a Pi.
             max_concurrent_verifications: 2,
+            max_username_bytes: 256,
         }
     }
 }

@@ -351,6 +351,11 @@ impl Checker {
             auth.max_concurrent_verifications.into(),
             "no password could be checked",
         );
+        self.nonzero(
+            path.key("max_username_bytes"),
+            auth.max_username_bytes.into(),
+            "no user name could log in",
+        );
         // Per listener, not for the whole config: one SSH or certificate listener does not
         // vouch for the clients of another. A CONNECT username is taken as given when there
         // is no password file and anonymous access is allowed, so a listener outside

@@ -319,6 +319,15 @@ impl Security {
                     );
                 });
         }
+        if let (Some(user), Some(v)) = (request.username, &self.verifier) {
+            if user.len() > v.max_username_bytes() {
+                v.reject_without_check(None, ip).await;
+                info!(peer = %identity.peer, client_id = request.client_id, len = user.len(),
+                    limit = "max_username_bytes", max = v.max_username_bytes(),
+                    "login refused: user name too long");
+                return Err(ReasonCode::BadUserNameOrPassword);
+            }
+        }
         match (request.username, &self.verifier) {
             (Some(user), Some(v)) => match request.password {
                 Some(pw) if v.verify(user, pw, ip).await => Ok(Some(user.to_owned())),

@@ -37,6 +37,8 @@ pub struct VerifierSettings {
     pub throttle: ThrottleSettings,
     /// Rewrite legacy entries as argon2id after a successful login (if the file is writable).
     pub rehash_on_login: bool,
+    /// Longer user names are refused before they are hashed or remembered.
+    pub max_username_bytes: usize,
 }
 
 impl Default for VerifierSettings {
@@ -49,6 +51,7 @@ impl Default for VerifierSettings {
             min_rejection_time: Duration::from_secs(1),
             throttle: ThrottleSettings::default(),
             rehash_on_login: true,
+            max_username_bytes: 256,
         }
     }
 }
@@ -59,6 +62,7 @@ impl VerifierSettings {
         VerifierSettings {
             cost: Argon2Cost::from(&auth.argon2),
             max_concurrent: auth.max_concurrent_verifications.max(1) as usize,
+            max_username_bytes: auth.max_username_bytes as usize,
             ..VerifierSettings::default()
         }
     }
@@ -150,6 +154,11 @@ impl Verifier {
         Ok(())
     }
 
+    /// The longest user name this verifier checks (`max_username_bytes`).
+    pub fn max_username_bytes(&self) -> usize {
+        self.inner.settings.max_username_bytes
+    }
+
     /// The current file contents.
     pub fn file(&self) -> Arc<PasswordFile> {
         self.inner.file.load_full()
@@ -159,8 +168,13 @@ impl Verifier {
     /// the minimum rejection time and any failure delay have passed; other clients are
     /// never held up (the wait is this task's own sleep).
     pub async fn verify(&self, user: &str, password: &[u8], addr: IpAddr) -> bool {
-        let start = tokio::time::Instant::now();
         let inner = &self.inner;
+        if user.len() > inner.settings.max_username_bytes {
+            // Neither hashed nor remembered: only the address's failure counts.
+            self.reject_without_check(None, addr).await;
+            return false;
+        }
+        let start = tokio::time::Instant::now();
         let file = inner.file.load_full();
         let stored = file.get(user).cloned();
         let ok = match &stored {
@@ -201,6 +215,8 @@ impl Verifier {
     /// password check, e.g. a missing password), and records the failure for `addr`.
     pub async fn reject_without_check(&self, user: Option<&str>, addr: IpAddr) {
         let start = tokio::time::Instant::now();
+        // A name over the limit is never remembered (see `max_username_bytes`).
+        let user = user.filter(|u| u.len() <= self.inner.settings.max_username_bytes);
         let delay = self
             .inner
             .throttle
