@@ -102,6 +102,7 @@ fn broker_settings(config: &Config) -> BrokerSettings {
         connect_timeout: b.connect_timeout,
         sys_interval: b.sys_interval,
         retain_available: b.retain_available,
+        allow_control_characters: b.allow_control_characters,
         overload: match b.queue_full {
             QueueFullPolicy::Backpressure => OverloadPolicy::Backpressure,
             QueueFullPolicy::DropOldest => OverloadPolicy::DropOldest,

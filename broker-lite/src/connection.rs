@@ -33,9 +33,10 @@ use crate::auth::{
     Identity, WillRequest,
 };
 use crate::core::{Core, OwnerGuard, PendingWill, RouteOutcome, Session, Slot};
+use crate::hygiene::has_control_character;
 use crate::message::{now_ms, Message};
 use crate::router::SubOpts;
-use crate::session::{Limits, Transmit};
+use crate::session::{Limits, Stage, Transmit};
 use crate::stats::Stats;
 use crate::store::Ack;
 use crate::transport::{Tcp, Transport};
@@ -909,6 +910,38 @@ impl<S: Transport> Conn<S> {
         .into()
     }
 
+    /// The CONNECT field holding a control character, and the CONNACK code refusing it,
+    /// unless `allow_control_characters`.
+    fn control_characters(
+        &self,
+        connect: &Connect,
+        will: Option<&LastWill>,
+    ) -> Option<(&'static str, ReasonCode)> {
+        if self.core.settings.allow_control_characters {
+            return None;
+        }
+        let v5 = connect.protocol.is_v5();
+        if has_control_character(&connect.client_id) {
+            Some(("client id", ReasonCode::ClientIdentifierNotValid))
+        } else if connect
+            .username
+            .as_deref()
+            .is_some_and(has_control_character)
+        {
+            Some(("user name", ReasonCode::BadUserNameOrPassword))
+        } else if will.is_some_and(|w| has_control_character(&w.topic)) {
+            // 3.1.1 has no return code for a bad will topic.
+            let code = if v5 {
+                ReasonCode::TopicNameInvalid
+            } else {
+                ReasonCode::NotAuthorized
+            };
+            Some(("will topic", code))
+        } else {
+            None
+        }
+    }
+
     /// Validates CONNECT, authenticates, attaches the session and sends CONNACK.
     async fn accept(&mut self, mut connect: Connect, will: Option<&LastWill>) -> Option<Attached> {
         let identity = &self.identity.clone();
@@ -940,6 +973,16 @@ impl<S: Transport> Conn<S> {
             if v5 {
                 assigned = Some(connect.client_id.clone());
             }
+        }
+        if let Some((field, code)) = self.control_characters(&connect, will) {
+            // Before the client id reaches the span: it would be logged as sent.
+            warn!(
+                field,
+                rule = "control characters are refused (allow_control_characters = false)",
+                "refusing CONNECT"
+            );
+            self.send_connack(false, code);
+            return None;
         }
         Span::current().record("client_id", connect.client_id.as_str());
         if is_reserved_client_id(&connect.client_id) && !identity.is_internal() {
@@ -1588,7 +1631,16 @@ impl<S: Transport> Conn<S> {
         match packet {
             Packet::Publish(p) => self.on_publish(p, att, acks, blocked),
             Packet::PubAck(a) => {
-                let done = session.slot.lock().state.on_puback(a.pkid);
+                let done = {
+                    let mut slot = session.slot.lock();
+                    if slot.state.is_wrong_ack(a.pkid, Stage::Ack) {
+                        return Err(End::Violation(
+                            ReasonCode::ProtocolError,
+                            "PUBACK for a QoS 2 delivery [MQTT-4.3.3]",
+                        ));
+                    }
+                    slot.state.on_puback(a.pkid)
+                };
                 match done {
                     Some(d) => {
                         self.core.note_done(session, &d);
@@ -1608,7 +1660,17 @@ impl<S: Transport> Conn<S> {
                 Ok(())
             }
             Packet::PubRec(a) => {
-                let seq = session.slot.lock().state.on_pubrec(a.pkid);
+                let seq = {
+                    let mut slot = session.slot.lock();
+                    // (A PUBREC repeated after our PUBREL is answered with PUBREL again.)
+                    if slot.state.stage_of(a.pkid) == Some(Stage::Ack) {
+                        return Err(End::Violation(
+                            ReasonCode::ProtocolError,
+                            "PUBREC for a QoS 1 delivery [MQTT-4.3.3]",
+                        ));
+                    }
+                    slot.state.on_pubrec(a.pkid)
+                };
                 let reason = match seq {
                     Some(seq) => {
                         self.core.note_released(session, seq);
@@ -1648,7 +1710,16 @@ impl<S: Transport> Conn<S> {
                 Ok(())
             }
             Packet::PubComp(a) => {
-                let done = session.slot.lock().state.on_pubcomp(a.pkid);
+                let done = {
+                    let mut slot = session.slot.lock();
+                    if slot.state.is_wrong_ack(a.pkid, Stage::Completion) {
+                        return Err(End::Violation(
+                            ReasonCode::ProtocolError,
+                            "PUBCOMP for a QoS 1 delivery, or before PUBREC [MQTT-4.3.3]",
+                        ));
+                    }
+                    slot.state.on_pubcomp(a.pkid)
+                };
                 if let Some(d) = done {
                     self.core.note_done(session, &d);
                     *want_fill = true;
@@ -1738,6 +1809,12 @@ impl<S: Transport> Conn<S> {
         let client = &att.client;
         let v5 = self.version.is_v5();
         let mut p = if v5 { self.check_v5_publish(p)? } else { p };
+        if !self.core.settings.allow_control_characters && has_control_character(&p.topic) {
+            return Err(End::Violation(
+                ReasonCode::TopicNameInvalid,
+                "control character in the topic name (allow_control_characters = false)",
+            ));
+        }
         Stats::add(&self.core.stats.messages_received, 1);
         let fresh = p.qos != QoS::ExactlyOnce || session.slot.lock().state.incoming_qos2(p.pkid);
         let mut outcome = RouteOutcome::default();
@@ -1865,7 +1942,16 @@ impl<S: Transport> Conn<S> {
         let mut refused = false;
         for f in &s.filters {
             let qos = f.options.qos;
-            if !self.core.may_subscribe(&att.client, &f.filter, qos) {
+            if !self.core.settings.allow_control_characters && has_control_character(&f.filter) {
+                // Debug-formatted: the control characters are escaped in the log.
+                info!(filter = ?f.filter, "SUBSCRIBE filter refused: control character");
+                refused = true;
+                reasons.push(if v5 {
+                    ReasonCode::TopicFilterInvalid
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+            } else if !self.core.may_subscribe(&att.client, &f.filter, qos) {
                 info!(filter = %f.filter, "SUBSCRIBE not authorized");
                 refused = true;
                 reasons.push(if v5 {

@@ -12,6 +12,7 @@ mod broker;
 mod connection;
 mod core;
 mod error;
+mod hygiene;
 mod message;
 mod park;
 mod router;

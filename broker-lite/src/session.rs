@@ -321,6 +321,22 @@ impl SessionState {
             .position(|i| i.pkid == pkid && i.stage == stage)
     }
 
+    /// Whether an acknowledgement of kind `got` for `pkid` answers a delivery that waits
+    /// for another kind: a PUBACK for a QoS 2 delivery, a PUBREC for a QoS 1 one, a
+    /// PUBCOMP for a QoS 1 one or before PUBREC. That is a protocol error (MQTT 5:
+    /// DISCONNECT 0x82); an id nothing waits for is not (it may be a late duplicate).
+    pub fn is_wrong_ack(&self, pkid: u16, got: Stage) -> bool {
+        self.stage_of(pkid).is_some_and(|stage| stage != got)
+    }
+
+    /// What the inflight delivery `pkid` waits for, if one does.
+    pub fn stage_of(&self, pkid: u16) -> Option<Stage> {
+        self.inflight
+            .iter()
+            .find(|i| i.pkid == pkid)
+            .map(|i| i.stage)
+    }
+
     /// PUBACK received: the QoS 1 delivery it completes, if any.
     pub fn on_puback(&mut self, pkid: u16) -> Option<Delivery> {
         let at = self.position(pkid, Stage::Ack)?;
@@ -433,6 +449,35 @@ mod tests {
             Some(Transmit::Publish { pkid, .. }) => pkid,
             other => panic!("expected a publish, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_acknowledgement_of_the_wrong_kind_is_told_apart_from_an_unknown_id() {
+        let mut s = online();
+        let l = limits();
+        let d = delivery(&mut s, QoS::AtLeastOnce, "one");
+        s.enqueue(d, &l);
+        let d = delivery(&mut s, QoS::ExactlyOnce, "two");
+        s.enqueue(d, &l);
+        let qos1 = pkid_of(s.poll_transmit(&l, 0));
+        let qos2 = pkid_of(s.poll_transmit(&l, 0));
+        // QoS 1 waits for PUBACK: PUBREC or PUBCOMP are wrong.
+        assert!(!s.is_wrong_ack(qos1, Stage::Ack));
+        assert!(s.is_wrong_ack(qos1, Stage::Received));
+        assert!(s.is_wrong_ack(qos1, Stage::Completion));
+        // QoS 2 waits for PUBREC: PUBACK and an early PUBCOMP are wrong.
+        assert!(s.is_wrong_ack(qos2, Stage::Ack));
+        assert!(s.is_wrong_ack(qos2, Stage::Completion));
+        assert!(!s.is_wrong_ack(qos2, Stage::Received));
+        assert!(s.on_pubrec(qos2).is_some());
+        // After PUBREC it waits for PUBCOMP: a PUBACK (or a second PUBREC) is wrong.
+        assert!(s.is_wrong_ack(qos2, Stage::Ack));
+        assert!(!s.is_wrong_ack(qos2, Stage::Completion));
+        // An id nothing waits for is not a protocol error (a late duplicate).
+        assert!(!s.is_wrong_ack(999, Stage::Ack));
+        assert!(s.on_pubcomp(qos2).is_some());
+        assert!(s.on_puback(qos1).is_some());
+        assert!(!s.is_wrong_ack(qos1, Stage::Completion));
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct BrokerSettings {
     pub sys_interval: Duration,
     /// Whether retained messages are stored (default true).
     pub retain_available: bool,
+    /// Accept control characters (U+0001–U+001F, U+007F–U+009F) in client ids, user
+    /// names, will topics, topic names and filters (default false: refused, as
+    /// mosquitto 2.1 does; they end up in logs, ACL patterns and `$SYS`).
+    pub allow_control_characters: bool,
     /// What happens when a session's queue is full (default [`OverloadPolicy::Backpressure`]).
     pub overload: OverloadPolicy,
     /// Disk persistence; `None` keeps everything in memory only (default `None`).
@@ -58,6 +62,7 @@ impl Default for BrokerSettings {
             connect_timeout: Duration::from_secs(10),
             sys_interval: Duration::from_secs(10),
             retain_available: true,
+            allow_control_characters: false,
             overload: OverloadPolicy::Backpressure,
             persistence: None,
             receive_maximum: u16::MAX,

@@ -42,6 +42,9 @@ pub struct BrokerConfig {
     pub connect_timeout: Duration,
     /// Support retained messages (MQTT 5 Retain Available).
     pub retain_available: bool,
+    /// Accept control characters (U+0001–U+001F, U+007F–U+009F) in client ids, user
+    /// names and topics. Off: such a CONNECT, PUBLISH or SUBSCRIBE filter is refused.
+    pub allow_control_characters: bool,
     /// Interval of `$SYS/broker/...` statistics; `"0s"` disables them.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub sys_interval: Duration,
@@ -77,6 +80,7 @@ impl Default for BrokerConfig {
             // half-open connections do not pile up.
             connect_timeout: Duration::from_secs(10),
             retain_available: true,
+            allow_control_characters: false,
             // mosquitto's default sys_interval.
             sys_interval: Duration::from_secs(10),
         }
