@@ -30,6 +30,9 @@
 //!   local hop is at least once if the gateway is killed between storing a message and
 //!   acknowledging it (the local broker redelivers it).
 //! * In: at least once (the upstream is acked after the local broker acked).
+//! * `max_age` follows the monotonic clock, not the wall clock's jumps (an RTC-less Raspberry
+//!   Pi's NTP sync at boot expires nothing), and recovered messages expire at the latest
+//!   `max_age` after recovery ([`clock`]).
 //! * Loop prevention: MQTT 5 upstream: No Local + Retain As Published; 3.1.1 upstream:
 //!   `try_private`; local side: MQTT 5 No Local when the local broker speaks MQTT 5,
 //!   otherwise an echo window of (topic, payload) hashes ([`echo`]).
@@ -45,6 +48,7 @@
 //!   on the upstream and a "1" published there after each connect.
 
 mod bridge;
+pub mod clock;
 mod conn;
 pub mod connector;
 pub mod drain;

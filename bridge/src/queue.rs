@@ -5,10 +5,13 @@
 //! * The upstream link reads entries in sequence order ([`DurableQueue::next_after`]) and
 //!   calls [`DurableQueue::remove`] on PUBACK/PUBCOMP, [`DurableQueue::release`] on PUBREC.
 //! * Bounds: `max_bytes` (topic + payload bytes) with the `when_full` policy, and
-//!   `max_age` (checked on push and when an entry is about to be sent). Every drop is
-//!   counted in [`BridgeStats`], logged at DEBUG, and summarised at WARN (at most once a
-//!   second, with the running totals), so no loss is silent and a long outage does not
-//!   flood the log.
+//!   `max_age` (checked on push and when an entry is about to be sent). Age is wall-clock
+//!   time with the clock's jumps taken out, and counts downtime only as far as the clock at
+//!   recovery can be trusted ([`crate::clock`]): an NTP sync after a boot without RTC does
+//!   not expire the queue, and a clock set back does not keep messages forever.
+//! * Every drop is counted in [`BridgeStats`], logged at DEBUG, and summarised at WARN (at
+//!   most once a second, with the running totals), so no loss is silent and a long outage
+//!   does not flood the log.
 //! * `Removed` records are not appended one by one: they wait in memory and go into the
 //!   WAL with the next `Enqueued` append (same group commit, no fsync of their own), or on
 //!   [`DurableQueue::flush_removed`] (the upstream link calls it every 250 ms) once
@@ -22,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mqgate_config::{BridgeQueueConfig, QueueOverflow};
@@ -31,6 +34,7 @@ use mqgate_wal::{Commit, Wal, WalOptions};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::clock::{shift, Clock, Frame, SystemClock};
 use crate::error::BridgeError;
 use crate::record::{Record, StoredMessage};
 use crate::stats::{BridgeStats, StatsSnapshot};
@@ -93,6 +97,8 @@ struct State {
     last_drop_warning: Option<Instant>,
     /// Encoded `Removed` records not appended yet.
     removed: Vec<Bytes>,
+    /// The last reading of the clocks; entries' `enqueued_at_ms` are in its wall frame.
+    frame: Frame,
 }
 
 /// Why a message left the queue without being delivered.
@@ -124,6 +130,7 @@ pub struct DurableQueue {
     /// Signalled when room is made (wakes `push` under backpressure).
     room: Notify,
     stats: Arc<BridgeStats>,
+    clock: Arc<dyn Clock>,
 }
 
 impl DurableQueue {
@@ -135,7 +142,21 @@ impl DurableQueue {
         limits: BridgeQueueConfig,
         stats: Arc<BridgeStats>,
     ) -> Result<DurableQueue, BridgeError> {
+        let clock = Arc::new(SystemClock::new());
+        Self::open_with_clock(name, dir, options, limits, stats, clock).await
+    }
+
+    /// [`DurableQueue::open`] with the clocks that judge `max_age` given (tests).
+    pub async fn open_with_clock(
+        name: &str,
+        dir: &Path,
+        options: WalOptions,
+        limits: BridgeQueueConfig,
+        stats: Arc<BridgeStats>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<DurableQueue, BridgeError> {
         let (wal, records) = Wal::open(dir, options).await?;
+        let frame = Frame::new(clock.wall_ms(), clock.monotonic_ms());
         let mut state = State {
             entries: BTreeMap::new(),
             next_seq: 1,
@@ -143,6 +164,7 @@ impl DurableQueue {
             compacting: Arc::default(),
             last_drop_warning: None,
             removed: Vec::new(),
+            frame,
         };
         let mut damaged = 0usize;
         for bytes in records {
@@ -156,6 +178,17 @@ impl DurableQueue {
                 bridge = name,
                 damaged,
                 "bridge queue: undecodable records skipped"
+            );
+        }
+        if let Some(ahead_ms) = state.cap(frame.now_ms()) {
+            // Persisted, so that the next restart does not see these stamps in the future
+            // again and reset their age once more. Not awaited, like `Released`.
+            drop(wal.append(Record::Capped(frame.now_ms()).encode()));
+            tracing::info!(
+                bridge = name,
+                ahead_ms,
+                "bridge queue: the clock is behind messages recovered from disk (no RTC?); \
+                 they age from now on"
             );
         }
         tracing::info!(
@@ -172,6 +205,7 @@ impl DurableQueue {
             added: Notify::new(),
             room: Notify::new(),
             stats,
+            clock,
         })
     }
 
@@ -185,7 +219,8 @@ impl DurableQueue {
             room.as_mut().enable();
             {
                 let mut state = self.state.lock();
-                self.expire(&mut state, now_ms());
+                let now = self.tick(&mut state);
+                self.expire(&mut state, now);
                 if state.bytes + size > self.limits.max_bytes {
                     match self.limits.when_full {
                         QueueOverflow::Backpressure if size <= self.limits.max_bytes => {}
@@ -197,7 +232,7 @@ impl DurableQueue {
                     }
                 }
                 if state.bytes + size <= self.limits.max_bytes {
-                    return Ok(Pushed::Stored(self.store(&mut state, message, size)));
+                    return Ok(Pushed::Stored(self.store(&mut state, message, size, now)));
                 }
                 if size > self.limits.max_bytes {
                     self.count_drop(&mut state, DropReason::Full, &message.topic, 0);
@@ -208,12 +243,12 @@ impl DurableQueue {
         }
     }
 
-    fn store(&self, state: &mut State, message: NewMessage, size: u64) -> Commit {
+    fn store(&self, state: &mut State, message: NewMessage, size: u64, now: u64) -> Commit {
         let seq = state.next_seq;
         state.next_seq += 1;
         let stored = StoredMessage {
             seq,
-            enqueued_at_ms: now_ms(),
+            enqueued_at_ms: now,
             qos: message.qos,
             retain: message.retain,
             topic: message.topic,
@@ -250,6 +285,31 @@ impl DurableQueue {
             self.remove_locked(state, seq);
             self.count_drop(state, DropReason::Full, &topic, seq);
         }
+    }
+
+    /// Reads the clocks and returns the queue's "now" (wall-clock milliseconds). A jump of
+    /// the wall clock moves every entry's stamp with it, so that ages follow the monotonic
+    /// clock; the shift is logged in the WAL so that the next run sees the same ages.
+    fn tick(&self, state: &mut State) -> u64 {
+        let Some(delta_ms) = state
+            .frame
+            .observe(self.clock.wall_ms(), self.clock.monotonic_ms())
+        else {
+            return state.frame.now_ms();
+        };
+        if !state.entries.is_empty() {
+            state.shift(delta_ms);
+            // Not awaited, like `Released`: lost in a crash, the next run judges the
+            // entries queued before the jump by their old stamps.
+            drop(self.wal.append(Record::Shifted(delta_ms).encode()));
+        }
+        tracing::info!(
+            bridge = %self.name,
+            jump_ms = delta_ms,
+            queue_messages = state.entries.len(),
+            "the wall clock jumped; queued messages keep the age the monotonic clock gives them"
+        );
+        state.frame.now_ms()
     }
 
     /// Drops entries older than `max_age` from the front.
@@ -297,7 +357,8 @@ impl DurableQueue {
     /// dropping expired ones on the way. Marks it as possibly sent.
     pub fn next_after(&self, after: Option<u64>) -> Option<QueueEntry> {
         let mut state = self.state.lock();
-        self.expire(&mut state, now_ms());
+        let now = self.tick(&mut state);
+        self.expire(&mut state, now);
         let start = after.map_or(0, |s| s + 1);
         let (_, entry) = state.entries.range_mut(start..).next()?;
         let out = QueueEntry {
@@ -312,7 +373,8 @@ impl DurableQueue {
     /// Like [`DurableQueue::next_after`], without marking the entry as possibly sent.
     pub fn peek_after(&self, after: Option<u64>) -> Option<QueueEntry> {
         let mut state = self.state.lock();
-        self.expire(&mut state, now_ms());
+        let now = self.tick(&mut state);
+        self.expire(&mut state, now);
         let start = after.map_or(0, |s| s + 1);
         let (_, entry) = state.entries.range(start..).next()?;
         Some(QueueEntry {
@@ -452,13 +514,19 @@ impl DurableQueue {
 
     /// The queue's counters and live figures.
     pub fn snapshot(&self) -> StatsSnapshot {
-        self.snapshot_locked(&self.state.lock())
+        let mut state = self.state.lock();
+        self.tick(&mut state);
+        self.snapshot_locked(&state)
     }
 
+    /// As of the last [`DurableQueue::tick`].
     fn snapshot_locked(&self, state: &State) -> StatsSnapshot {
-        let oldest = state.entries.values().next().map_or(0, |e| {
-            now_ms().saturating_sub(e.message.enqueued_at_ms) / 1000
-        });
+        let now = state.frame.now_ms();
+        let oldest = state
+            .entries
+            .values()
+            .next()
+            .map_or(0, |e| now.saturating_sub(e.message.enqueued_at_ms) / 1000);
         self.stats
             .snapshot(state.entries.len() as u64, state.bytes, oldest)
     }
@@ -497,13 +565,31 @@ impl State {
                 }
             }
             Record::NextSeq(seq) => self.next_seq = self.next_seq.max(seq),
+            Record::Shifted(delta_ms) => self.shift(delta_ms),
+            Record::Capped(at_ms) => {
+                self.cap(at_ms);
+            }
         }
     }
-}
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    /// Moves every entry's stamp by a clock jump.
+    fn shift(&mut self, delta_ms: i64) {
+        for entry in self.entries.values_mut() {
+            entry.message.enqueued_at_ms = shift(entry.message.enqueued_at_ms, delta_ms);
+        }
+    }
+
+    /// Restamps entries stamped after `at_ms` at `at_ms`; returns how far ahead the latest
+    /// was, if any was.
+    fn cap(&mut self, at_ms: u64) -> Option<u64> {
+        let mut ahead = None;
+        for entry in self.entries.values_mut() {
+            let stamp = &mut entry.message.enqueued_at_ms;
+            if *stamp > at_ms {
+                ahead = ahead.max(Some(*stamp - at_ms));
+                *stamp = at_ms;
+            }
+        }
+        ahead
+    }
 }

@@ -7,7 +7,16 @@
 //! 2 Removed   seq u64          (acknowledged upstream, or dropped)
 //! 3 Released  seq u64          (QoS 2: PUBREC received, PUBREL is what remains to send)
 //! 4 NextSeq   seq u64          (in snapshots: the next sequence number to hand out)
+//! 5 Shifted   delta_ms i64     (the wall clock jumped: every message queued before the
+//!                               record has its enqueued_at_ms moved by delta_ms)
+//! 6 Capped    at_ms u64        (recovered under a clock behind the stamps: every message
+//!                               queued before the record stamped after at_ms is restamped at_ms)
 //! ```
+//!
+//! Tags 5 and 6 keep `max_age` away from clock jumps ([`crate::clock`]). They appear in logs
+//! only, never in snapshots (a snapshot holds the corrected stamps). An older build that
+//! does not know them skips them as undecodable (with an error log) and judges ages by the
+//! uncorrected stamps.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use mqgate_protocol::QoS;
@@ -43,12 +52,20 @@ pub enum Record {
     Released(u64),
     /// The next sequence number (snapshots only).
     NextSeq(u64),
+    /// The wall clock jumped by this many milliseconds: the `enqueued_at_ms` of every
+    /// message queued before this record moves by as much (logs only).
+    Shifted(i64),
+    /// Recovery found the wall clock at this time, behind some stamps: every message queued
+    /// before this record and stamped later is restamped at it (logs only).
+    Capped(u64),
 }
 
 const ENQUEUED: u8 = 1;
 const REMOVED: u8 = 2;
 const RELEASED: u8 = 3;
 const NEXT_SEQ: u8 = 4;
+const SHIFTED: u8 = 5;
+const CAPPED: u8 = 6;
 
 impl Record {
     /// The record's bytes.
@@ -70,6 +87,9 @@ impl Record {
             Record::Removed(seq) => short(REMOVED, *seq),
             Record::Released(seq) => short(RELEASED, *seq),
             Record::NextSeq(seq) => short(NEXT_SEQ, *seq),
+            // Two's complement: decoding casts back.
+            Record::Shifted(delta_ms) => short(SHIFTED, *delta_ms as u64),
+            Record::Capped(at_ms) => short(CAPPED, *at_ms),
         }
     }
 
@@ -109,6 +129,8 @@ impl Record {
             REMOVED => Ok(Record::Removed(seq)),
             RELEASED => Ok(Record::Released(seq)),
             NEXT_SEQ => Ok(Record::NextSeq(seq)),
+            SHIFTED => Ok(Record::Shifted(seq as i64)),
+            CAPPED => Ok(Record::Capped(seq)),
             _ => Err(BridgeError::BadRecord("unknown tag")),
         }
     }
@@ -139,6 +161,9 @@ mod tests {
             Record::Removed(7),
             Record::Released(8),
             Record::NextSeq(9),
+            Record::Shifted(-365 * 86_400_000),
+            Record::Shifted(i64::MAX),
+            Record::Capped(1_700_000_000_000),
         ];
         for record in records {
             assert_eq!(Record::decode(record.encode()).unwrap(), record);
