@@ -102,6 +102,9 @@ fn broker_settings(config: &Config) -> BrokerSettings {
         connect_timeout: b.connect_timeout,
         sys_interval: b.sys_interval,
         retain_available: b.retain_available,
+        max_retained_messages: b.max_retained_messages as usize,
+        max_retained_bytes: usize::try_from(b.max_retained_bytes).unwrap_or(usize::MAX),
+        max_subscriptions_per_client: b.max_subscriptions_per_client as usize,
         allow_control_characters: b.allow_control_characters,
         overload: match b.queue_full {
             QueueFullPolicy::Backpressure => OverloadPolicy::Backpressure,

@@ -1866,7 +1866,10 @@ impl<S: Transport> Conn<S> {
                     expires_at: expiry.map(|s| now_ms() + u64::from(s) * 1000),
                 });
                 self.core.publish(msg, &mut outcome);
-                if outcome.matched == 0 {
+                if let Some((limit, topic)) = &outcome.retain_refused {
+                    self.core.log_refusal(*limit, session, client, topic);
+                    reason = ReasonCode::QuotaExceeded;
+                } else if outcome.matched == 0 {
                     reason = ReasonCode::NoMatchingSubscribers;
                 } else if outcome.dropped == outcome.matched {
                     reason = ReasonCode::QuotaExceeded;
@@ -1896,7 +1899,13 @@ impl<S: Transport> Conn<S> {
         let properties = match reason {
             ReasonCode::NotAuthorized => self.reason("not authorized"),
             ReasonCode::PayloadFormatInvalid => self.reason("payload is not UTF-8"),
-            ReasonCode::QuotaExceeded => self.reason("subscriber queues are full"),
+            ReasonCode::QuotaExceeded => match &outcome.retain_refused {
+                Some((limit, _)) => self.reason(&format!(
+                    "delivered, but not retained: {} reached",
+                    limit.name()
+                )),
+                None => self.reason("subscriber queues are full"),
+            },
             _ => Properties::default(),
         };
         let ack = PubAck {
@@ -1939,13 +1948,14 @@ impl<S: Transport> Conn<S> {
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut granted = Vec::new();
         let mut wait = None;
-        let mut refused = false;
+        // The reason string of a SUBACK with a refused filter (MQTT 5).
+        let mut refused = None;
         for f in &s.filters {
             let qos = f.options.qos;
             if !self.core.settings.allow_control_characters && has_control_character(&f.filter) {
                 // Debug-formatted: the control characters are escaped in the log.
                 info!(filter = ?f.filter, "SUBSCRIBE filter refused: control character");
-                refused = true;
+                refused = Some("not authorized");
                 reasons.push(if v5 {
                     ReasonCode::TopicFilterInvalid
                 } else {
@@ -1953,7 +1963,7 @@ impl<S: Transport> Conn<S> {
                 });
             } else if !self.core.may_subscribe(&att.client, &f.filter, qos) {
                 info!(filter = %f.filter, "SUBSCRIBE not authorized");
-                refused = true;
+                refused = Some("not authorized");
                 reasons.push(if v5 {
                     ReasonCode::NotAuthorized
                 } else {
@@ -1961,7 +1971,20 @@ impl<S: Transport> Conn<S> {
                 });
             } else {
                 let opts = SubOpts::new(&f.options, id);
-                let (ack, new) = self.core.subscribe(session, &f.filter, opts);
+                let (ack, new) = match self.core.subscribe(session, &f.filter, opts) {
+                    Ok(granted) => granted,
+                    Err(limit) => {
+                        self.core
+                            .log_refusal(limit, session, &att.client, &f.filter);
+                        refused = Some("too many subscriptions (max_subscriptions_per_client)");
+                        reasons.push(if v5 {
+                            ReasonCode::QuotaExceeded
+                        } else {
+                            ReasonCode::UnspecifiedError
+                        });
+                        continue;
+                    }
+                };
                 wait = ack.or(wait);
                 reasons.push(ReasonCode::granted(qos));
                 let send_retained = match f.options.retain_handling {
@@ -1977,10 +2000,9 @@ impl<S: Transport> Conn<S> {
         if let Some(w) = wait {
             w.await.map_err(End::Persistence)?;
         }
-        let properties = if refused {
-            self.reason("not authorized")
-        } else {
-            Properties::default()
+        let properties = match refused {
+            Some(text) => self.reason(text),
+            None => Properties::default(),
         };
         self.send(&Packet::SubAck(SubAck {
             pkid: s.pkid,

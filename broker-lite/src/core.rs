@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{is_reserved_client_id, Authorizer, ClientInfo, Credential};
 use crate::message::{now_ms, Delivery, Message, SubIds};
 use crate::park::Parker;
+use crate::retained::{Limit, Retained};
 use crate::router::{Router, SubOpts};
 use crate::session::{Enqueued, Limits, SessionState, Stage, Transmit};
 use crate::settings::BrokerSettings;
@@ -210,6 +211,10 @@ pub(crate) struct RouteOutcome {
     pub woke: bool,
     /// Set by routing: a delivery was written straight into a subscriber's socket.
     pub wrote_direct: bool,
+    /// Set by routing: the message was not retained because of this limit (counted in
+    /// `Stats::retained_refused`; the caller logs it, with the topic, naming the
+    /// publisher). It was still routed as a normal PUBLISH.
+    pub retain_refused: Option<(Limit, Arc<str>)>,
     message_persisted: bool,
 }
 
@@ -263,7 +268,7 @@ pub(crate) struct Core {
     router: RwLock<Router<Arc<Session>>>,
     /// Sessions by client id (the key is the session's own `client_id`).
     sessions: Mutex<HashSet<ById>>,
-    retained: RwLock<HashMap<Arc<str>, Arc<Message>>>,
+    retained: RwLock<Retained>,
     next_uid: AtomicU64,
     next_message: AtomicU64,
     next_client: AtomicU64,
@@ -277,6 +282,9 @@ pub(crate) struct Core {
     rules_epoch: AtomicU64,
     /// See [`Core::recheck_below`].
     recheck_below: AtomicU64,
+    /// The session uid named by the last limit refusal logged (see
+    /// [`Core::log_refusal`]); 0: none yet.
+    refusal_logged: AtomicU64,
 }
 
 fn qos_from(value: u8) -> QoS {
@@ -321,6 +329,7 @@ impl Core {
             policy: settings.overload,
         };
         let epoch = authorizer.rules_epoch();
+        let retained = Retained::new(settings.max_retained_messages, settings.max_retained_bytes);
         let core = Core {
             settings,
             limits,
@@ -331,7 +340,7 @@ impl Core {
             shutdown: CancellationToken::new(),
             router: RwLock::new(Router::new()),
             sessions: Mutex::new(HashSet::new()),
-            retained: RwLock::new(HashMap::new()),
+            retained: RwLock::new(retained),
             next_uid: AtomicU64::new(1),
             next_message: AtomicU64::new(1),
             next_client: AtomicU64::new(1),
@@ -339,6 +348,7 @@ impl Core {
             cut_writes: Mutex::new(HashMap::new()),
             rules_epoch: AtomicU64::new(epoch),
             recheck_below: AtomicU64::new(0),
+            refusal_logged: AtomicU64::new(0),
         };
         if let Some(model) = model {
             core.restore(model);
@@ -390,7 +400,19 @@ impl Core {
                     r.props.as_ref(),
                     r.expires_at,
                 );
-                retained.insert(topic.clone(), msg);
+                retained.put(msg);
+            }
+            if retained.over_limits() {
+                // Kept (they were acknowledged as retained), but no new topic is stored
+                // until publishers clear enough of them.
+                warn!(
+                    retained_messages = retained.count,
+                    retained_bytes = retained.bytes,
+                    max_retained_messages = retained.max_messages,
+                    max_retained_bytes = retained.max_bytes,
+                    "the retained messages restored exceed max_retained_messages or \
+                     max_retained_bytes: all kept, new retained topics are refused"
+                );
             }
         }
         let mut sessions = self.sessions.lock();
@@ -531,7 +553,13 @@ impl Core {
 
     /// Number of retained messages.
     pub fn retained_count(&self) -> usize {
-        self.retained.read().len()
+        self.retained.read().messages.len()
+    }
+
+    /// Bytes of the retained messages counted against `max_retained_bytes` (topic,
+    /// payload and MQTT 5 properties of all but `$SYS`).
+    pub fn retained_bytes(&self) -> usize {
+        self.retained.read().bytes
     }
 
     /// Finds or creates the session for `client_id` (MQTT 3.1.1 §3.1.2.4, MQTT 5
@@ -699,7 +727,7 @@ impl Core {
                 .is_some_and(|s| Arc::ptr_eq(&s.0, session));
             if let Some(w) = will {
                 if w.delay == 0 || !resumed {
-                    self.publish_will(w.msg);
+                    self.publish_will(session, w.msg);
                 }
             }
             session.space.notify_waiters();
@@ -724,7 +752,7 @@ impl Core {
             self.schedule(session, at, Timer::Will);
         }
         if let Some(msg) = now_will {
-            self.publish_will(msg);
+            self.publish_will(session, msg);
         }
         if expiry == 0 {
             self.end_session(session, None);
@@ -742,9 +770,14 @@ impl Core {
         session.space.notify_waiters();
     }
 
-    fn publish_will(&self, msg: Arc<Message>) {
+    fn publish_will(&self, session: &Session, msg: Arc<Message>) {
         info!(topic = %msg.topic, "publishing will");
-        self.publish(msg, &mut RouteOutcome::default());
+        let mut outcome = RouteOutcome::default();
+        self.publish(msg, &mut outcome);
+        if let Some((limit, topic)) = outcome.retain_refused {
+            let client = session.slot.lock().client.clone();
+            self.log_refusal(limit, session, &client, &topic);
+        }
     }
 
     /// Runs `timer` for `session` at `at` (ms since the epoch), unless the broker stops
@@ -776,19 +809,34 @@ impl Core {
                 info!(client_id = %session.client_id(), "session expired");
             }
             if let Some(msg) = will {
-                core.publish_will(msg);
+                core.publish_will(&session, msg);
             }
         });
     }
 
     /// Grants `filter` with `opts` to `session`. Returns the ack to wait for and whether
-    /// the subscription is new.
+    /// the subscription is new; refuses a new one beyond `max_subscriptions_per_client`
+    /// (counted in `Stats::subscriptions_refused`; the caller logs it). Changing the
+    /// options of an existing subscription is always allowed.
     pub fn subscribe(
         &self,
         session: &Arc<Session>,
         filter: &str,
         opts: SubOpts,
-    ) -> (Option<Ack>, bool) {
+    ) -> Result<(Option<Ack>, bool), Limit> {
+        {
+            // Only the session's connection subscribes, so the check holds until the
+            // insert below (the slot lock is not held across the router's: routing
+            // takes them in the other order).
+            let slot = session.slot.lock();
+            let subs = &slot.state.subscriptions;
+            if subs.len() >= self.settings.max_subscriptions_per_client
+                && !subs.contains_key(filter)
+            {
+                Stats::add(&self.stats.subscriptions_refused, 1);
+                return Err(Limit::SubscriptionsPerClient);
+            }
+        }
         let new = self
             .router
             .write()
@@ -814,7 +862,45 @@ impl Core {
         } else {
             None
         };
-        (ack, new)
+        Ok((ack, new))
+    }
+
+    /// Logs that `limit` refused something `client` (of `session`) asked for: `what`
+    /// names the topic or filter. Every refusal is counted; the log names a client the
+    /// first time in a row it hits a limit, then at every power of two of the total, so
+    /// one client retrying in a loop does not flood the log.
+    pub fn log_refusal(&self, limit: Limit, session: &Session, client: &ClientInfo, what: &str) {
+        let (total, max) = match limit {
+            Limit::RetainedMessages => (
+                &self.stats.retained_refused,
+                self.settings.max_retained_messages,
+            ),
+            Limit::RetainedBytes => (
+                &self.stats.retained_refused,
+                self.settings.max_retained_bytes,
+            ),
+            Limit::SubscriptionsPerClient => (
+                &self.stats.subscriptions_refused,
+                self.settings.max_subscriptions_per_client,
+            ),
+        };
+        let total = Stats::get(total);
+        let last = self.refusal_logged.swap(session.uid, Ordering::Relaxed);
+        if last == session.uid && !total.is_power_of_two() {
+            return;
+        }
+        let (client_id, peer, name) = (&client.client_id, client.peer, limit.name());
+        if limit == Limit::SubscriptionsPerClient {
+            warn!(
+                %client_id, %peer, limit = name, max, filter = ?what, refused_total = total,
+                "SUBSCRIBE refused: the client holds {name} = {max} subscriptions already"
+            );
+        } else {
+            warn!(
+                %client_id, %peer, limit = name, max, topic = ?what, refused_total = total,
+                "retained message not stored (delivered as a normal PUBLISH): {name} = {max} reached"
+            );
+        }
     }
 
     /// Removes `session`'s subscription to `filter`. Returns the ack to wait for and
@@ -844,6 +930,7 @@ impl Core {
         let mut expired = Vec::new();
         let retained = self.retained.read();
         let matching: Vec<Arc<Message>> = retained
+            .messages
             .values()
             .filter(|m| mqgate_protocol::topic::matches(filter, &m.topic))
             .filter(|m| {
@@ -874,6 +961,7 @@ impl Core {
     fn drop_expired_retained(&self, msg: &Arc<Message>) {
         let mut retained = self.retained.write();
         if retained
+            .messages
             .get(&msg.topic)
             .is_some_and(|m| Arc::ptr_eq(m, msg))
         {
@@ -919,11 +1007,18 @@ impl Core {
                         .or(outcome.ack.take());
                 }
             } else {
-                retained.insert(msg.topic.clone(), msg.clone());
-                if !is_sys {
-                    outcome.ack = self
-                        .append(&Self::retain_record(&msg))
-                        .or(outcome.ack.take());
+                match retained.store(&msg) {
+                    Err(limit) => {
+                        // Routed below as a normal PUBLISH; nothing of it is persisted.
+                        Stats::add(&self.stats.retained_refused, 1);
+                        outcome.retain_refused = Some((limit, msg.topic.clone()));
+                    }
+                    Ok(stored) if !is_sys => {
+                        outcome.ack = self
+                            .append(&Self::retain_record(&stored))
+                            .or(outcome.ack.take());
+                    }
+                    Ok(_) => {}
                 }
             }
         }
@@ -1311,5 +1406,84 @@ mod tests {
     fn a_session_fits_its_malloc_chunk() {
         let size = std::mem::size_of::<super::Session>();
         assert!(size <= 296, "Session is {size} bytes");
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::auth::AllowAll;
+
+    fn msg(topic: &str, payload: &str) -> Arc<Message> {
+        Arc::new(Message {
+            id: 1,
+            topic: Arc::from(topic),
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+            qos: QoS::AtMostOnce,
+            retain: true,
+            properties: Default::default(),
+            origin: 0,
+            expires_at: None,
+        })
+    }
+
+    /// A core with `settings` and one clean session, "c".
+    fn core_with(settings: BrokerSettings) -> (Core, Arc<Session>) {
+        let core = Core::new(settings, Arc::new(AllowAll), None, None);
+        let client = Arc::new(ClientInfo {
+            client_id: "c".into(),
+            username: None,
+            peer: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
+            credential: Credential::None.shared(),
+        });
+        let Ok(opened) = core.open_session("c", true, 0, client) else {
+            panic!("session refused");
+        };
+        (core, opened.session)
+    }
+
+    #[test]
+    fn a_new_subscription_beyond_the_limit_is_refused_an_update_is_not() {
+        let (core, s) = core_with(BrokerSettings {
+            max_subscriptions_per_client: 2,
+            ..BrokerSettings::default()
+        });
+        let s = &s;
+        let q1 = SubOpts::qos(QoS::AtLeastOnce);
+        assert!(matches!(core.subscribe(s, "a/#", q1), Ok((_, true))));
+        assert!(matches!(core.subscribe(s, "b", q1), Ok((_, true))));
+        assert_eq!(
+            core.subscribe(s, "c", q1).err(),
+            Some(Limit::SubscriptionsPerClient)
+        );
+        let q0 = SubOpts::qos(QoS::AtMostOnce);
+        assert!(matches!(core.subscribe(s, "a/#", q0), Ok((_, false))));
+        assert_eq!(Stats::get(&core.stats.subscriptions_refused), 1);
+        assert_eq!(core.subscription_count(), 2);
+        core.unsubscribe(s, "b");
+        assert!(matches!(core.subscribe(s, "c", q1), Ok((_, true))));
+    }
+
+    #[test]
+    fn a_refused_retained_publish_is_still_routed_and_counted() {
+        let (core, s) = core_with(BrokerSettings {
+            max_retained_messages: 1,
+            ..BrokerSettings::default()
+        });
+        assert!(core
+            .subscribe(&s, "#", SubOpts::qos(QoS::AtMostOnce))
+            .is_ok());
+        let mut outcome = RouteOutcome::default();
+        core.publish(msg("a", "1"), &mut outcome);
+        assert!(outcome.retain_refused.is_none());
+        let mut outcome = RouteOutcome::default();
+        core.publish(msg("b", "1"), &mut outcome);
+        let Some((limit, topic)) = outcome.retain_refused else {
+            panic!("retained")
+        };
+        assert_eq!((limit, &*topic), (Limit::RetainedMessages, "b"));
+        assert_eq!(outcome.matched, 1, "delivered all the same");
+        assert_eq!(core.retained_count(), 1);
+        assert_eq!(Stats::get(&core.stats.retained_refused), 1);
     }
 }

@@ -15,6 +15,7 @@ mod error;
 mod hygiene;
 mod message;
 mod park;
+mod retained;
 mod router;
 mod runner;
 mod session;

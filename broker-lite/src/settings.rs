@@ -26,6 +26,17 @@ pub struct BrokerSettings {
     pub sys_interval: Duration,
     /// Whether retained messages are stored (default true).
     pub retain_available: bool,
+    /// Retained topics stored at most (default 10,000). A retained PUBLISH that would
+    /// add a topic beyond it is delivered but not retained; replacing or clearing an
+    /// existing one always works. The broker's own `$SYS` topics do not count.
+    pub max_retained_messages: usize,
+    /// Bytes of the retained messages: topic, payload and the variable parts of MQTT 5
+    /// properties (default 64 MiB). A retained PUBLISH that would add a topic, or grow
+    /// one, beyond it is not retained.
+    pub max_retained_bytes: usize,
+    /// Subscriptions one session may hold (default 1,000): a SUBSCRIBE filter that would
+    /// add one more is refused (SUBACK 0x97, 3.1.1: 0x80); re-subscribing is allowed.
+    pub max_subscriptions_per_client: usize,
     /// Accept control characters (U+0001–U+001F, U+007F–U+009F) in client ids, user
     /// names, will topics, topic names and filters (default false: refused, as
     /// mosquitto 2.1 does; they end up in logs, ACL patterns and `$SYS`).
@@ -62,6 +73,9 @@ impl Default for BrokerSettings {
             connect_timeout: Duration::from_secs(10),
             sys_interval: Duration::from_secs(10),
             retain_available: true,
+            max_retained_messages: 10_000,
+            max_retained_bytes: 64 * 1024 * 1024,
+            max_subscriptions_per_client: 1000,
             allow_control_characters: false,
             overload: OverloadPolicy::Backpressure,
             persistence: None,

@@ -35,6 +35,12 @@ pub struct Stats {
     /// Queued or inflight deliveries dropped when sent because the subscriber may no
     /// longer read them (the ACL changed after they were queued).
     pub deliveries_revoked: AtomicU64,
+    /// Retained PUBLISHes not stored as retained because they would have gone beyond
+    /// `max_retained_messages` or `max_retained_bytes` (still delivered; logged).
+    pub retained_refused: AtomicU64,
+    /// SUBSCRIBE filters refused because the session holds `max_subscriptions_per_client`
+    /// subscriptions already (logged).
+    pub subscriptions_refused: AtomicU64,
 }
 
 impl Stats {

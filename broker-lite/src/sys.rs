@@ -25,7 +25,7 @@ pub(crate) async fn run(core: Arc<Core>, shutdown: CancellationToken) {
 
 fn publish_all(core: &Core) {
     let s = &core.stats;
-    let values: [(&str, String); 13] = [
+    let values: [(&str, String); 16] = [
         (
             "version",
             format!("mqgate version {}", env!("CARGO_PKG_VERSION")),
@@ -51,7 +51,18 @@ fn publish_all(core: &Core) {
         ("bytes/received", Stats::get(&s.bytes_received).to_string()),
         ("bytes/sent", Stats::get(&s.bytes_sent).to_string()),
         ("retained messages/count", core.retained_count().to_string()),
+        // mqgate's own: the limits `max_retained_bytes`, `max_retained_messages` and
+        // `max_subscriptions_per_client`, what they weigh and what they refused.
+        ("retained messages/bytes", core.retained_bytes().to_string()),
+        (
+            "retained messages/refused",
+            Stats::get(&s.retained_refused).to_string(),
+        ),
         ("subscriptions/count", core.subscription_count().to_string()),
+        (
+            "subscriptions/refused",
+            Stats::get(&s.subscriptions_refused).to_string(),
+        ),
         (
             "clients/refused/session_owner",
             Stats::get(&s.connects_refused_session_owner).to_string(),

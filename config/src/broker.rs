@@ -42,6 +42,18 @@ pub struct BrokerConfig {
     pub connect_timeout: Duration,
     /// Support retained messages (MQTT 5 Retain Available).
     pub retain_available: bool,
+    /// Retained topics kept at most. A retained PUBLISH that would add a topic beyond it
+    /// is delivered but not retained (MQTT 5 QoS 1/2: PUBACK/PUBREC 0x97); replacing or
+    /// clearing an existing retained topic always works. `$SYS` topics do not count.
+    pub max_retained_messages: u32,
+    /// Bytes of all retained messages (topic, payload, and the content type, response
+    /// topic, correlation data and user properties of MQTT 5): a retained PUBLISH that
+    /// would add a topic, or grow one, beyond it is delivered but not retained, as above.
+    pub max_retained_bytes: u64,
+    /// Subscriptions one client session may hold: a SUBSCRIBE filter that would add one
+    /// more is refused (SUBACK 0x97, MQTT 3.1.1: 0x80); re-subscribing to a filter the
+    /// session has (new options) always works.
+    pub max_subscriptions_per_client: u32,
     /// Accept control characters (U+0001–U+001F, U+007F–U+009F) in client ids, user
     /// names and topics. Off: such a CONNECT, PUBLISH or SUBSCRIBE filter is refused.
     pub allow_control_characters: bool,
@@ -80,6 +92,17 @@ impl Default for BrokerConfig {
             // half-open connections do not pile up.
             connect_timeout: Duration::from_secs(10),
             retain_available: true,
+            // Retained messages stay in memory (and on disk) until cleared: 10,000 is a
+            // site's devices times their status topics many times over, and costs
+            // ~2 MiB of bookkeeping beyond their bytes (mosquitto has no limit).
+            max_retained_messages: 10_000,
+            // A sixteenth of a 1 GiB Pi (6.5 KiB for each of 10,000 messages), leaving
+            // room for session queues (8 MiB each at most), connections and the store.
+            max_retained_bytes: 64 * 1024 * 1024,
+            // A device subscribes to a handful of filters, a dashboard or a bridge to
+            // hundreds; 1000 filters of ~100 bytes (in the trie and the session) cost
+            // about 0.3 MiB, where an unlimited client could take the whole Pi.
+            max_subscriptions_per_client: 1000,
             allow_control_characters: false,
             // mosquitto's default sys_interval.
             sys_interval: Duration::from_secs(10),

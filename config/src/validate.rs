@@ -293,6 +293,23 @@ impl Checker {
             broker.connect_timeout,
             "every connection would time out before CONNECT",
         );
+        let no_retained =
+            "no retained message could be stored (set retain_available = false for that)";
+        self.nonzero(
+            path.key("max_retained_messages"),
+            broker.max_retained_messages.into(),
+            no_retained,
+        );
+        self.nonzero(
+            path.key("max_retained_bytes"),
+            broker.max_retained_bytes,
+            no_retained,
+        );
+        self.nonzero(
+            path.key("max_subscriptions_per_client"),
+            broker.max_subscriptions_per_client.into(),
+            "no client could subscribe",
+        );
     }
 
     fn persistence(&mut self, config: &Config) {
@@ -778,6 +795,41 @@ pub(crate) fn check_filter(filter: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ConfigError;
+
+    #[test]
+    fn broker_limits_on_what_clients_store_must_be_at_least_one() {
+        let text = "[broker]\nmax_retained_messages = 0\nmax_retained_bytes = 0\n\
+                    max_subscriptions_per_client = 0\n";
+        let Err(ConfigError::Invalid { errors, .. }) = Config::from_toml_str(text, "t") else {
+            panic!("zero limits accepted");
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "broker.max_retained_messages",
+                "broker.max_retained_bytes",
+                "broker.max_subscriptions_per_client"
+            ]
+        );
+        assert!(errors
+            .iter()
+            .all(|e| e.message.contains("must be at least 1")));
+        let text = "[broker]\nmax_retained_messages = 3\nmax_retained_bytes = 100\n\
+                    max_subscriptions_per_client = 2\n";
+        let Ok(config) = Config::from_toml_str(text, "t") else {
+            panic!("small limits refused");
+        };
+        assert_eq!(
+            (
+                config.broker.max_retained_messages,
+                config.broker.max_retained_bytes,
+                config.broker.max_subscriptions_per_client
+            ),
+            (3, 100, 2)
+        );
+    }
 
     #[test]
     fn topic_filters() {
