@@ -18,7 +18,7 @@ pub(crate) struct Limits {
     pub max_inflight: usize,
     /// Messages waiting behind the inflight window.
     pub max_queued_messages: usize,
-    /// Payload bytes waiting behind the inflight window.
+    /// Payload bytes held: waiting behind the inflight window and inflight together.
     pub max_queued_bytes: usize,
     /// Queue QoS 0 messages while the client is offline.
     pub queue_qos0_offline: bool,
@@ -84,6 +84,11 @@ struct Inflight {
     delivery: Delivery,
 }
 
+/// A delivery's weight against `max_queued_bytes`: its payload length.
+fn size(delivery: &Delivery) -> u32 {
+    u32::try_from(delivery.msg.payload.len()).unwrap_or(u32::MAX)
+}
+
 /// Inflight windows up to this size find a free packet id by scanning.
 const SCAN_LIMIT: usize = 32;
 
@@ -91,7 +96,12 @@ const SCAN_LIMIT: usize = 32;
 #[derive(Debug, Default)]
 pub(crate) struct SessionState {
     pending: VecDeque<Delivery>,
-    pending_bytes: usize,
+    /// Payload bytes of `pending` (u32s, not usizes: every session holds this struct, and
+    /// a payload is under 256 MiB; sums saturate).
+    pending_bytes: u32,
+    /// Payload bytes of `inflight`: they count toward `max_queued_bytes` too, or an MQTT 5
+    /// client with a large Receive Maximum could pin 65,535 messages unbounded.
+    inflight_bytes: u32,
     inflight: VecDeque<Inflight>,
     /// Packet ids in the inflight window as a bitmap, built once the window first holds
     /// `SCAN_LIMIT` entries: below that a scan is cheaper and idle sessions stay small;
@@ -163,8 +173,9 @@ impl SessionState {
     }
 
     fn is_full(&self, limits: &Limits, extra_bytes: usize) -> bool {
+        let held = u64::from(self.pending_bytes) + u64::from(self.inflight_bytes);
         self.pending.len() >= limits.max_queued_messages
-            || self.pending_bytes + extra_bytes > limits.max_queued_bytes
+            || held + extra_bytes as u64 > limits.max_queued_bytes as u64
     }
 
     /// True while a connected client's queue is at or over its limit: publishers wait.
@@ -189,7 +200,7 @@ impl SessionState {
             }
             (OverloadPolicy::DropOldest, _) => match self.pending.pop_front() {
                 Some(old) => {
-                    self.pending_bytes -= old.msg.payload.len();
+                    self.pending_bytes = self.pending_bytes.saturating_sub(size(&old));
                     self.push(delivery);
                     Enqueued::DroppedOldest(old)
                 }
@@ -201,7 +212,7 @@ impl SessionState {
     }
 
     fn push(&mut self, delivery: Delivery) {
-        self.pending_bytes += delivery.msg.payload.len();
+        self.pending_bytes = self.pending_bytes.saturating_add(size(&delivery));
         self.pending.push_back(delivery);
     }
 
@@ -241,6 +252,7 @@ impl SessionState {
     /// Removes the inflight entry at `at`, keeping the id bitmap in step.
     fn remove_inflight(&mut self, at: usize) -> Option<Delivery> {
         let entry = self.inflight.remove(at)?;
+        self.inflight_bytes = self.inflight_bytes.saturating_sub(size(&entry.delivery));
         self.mark_pkid(entry.pkid, false);
         Some(entry.delivery)
     }
@@ -252,14 +264,14 @@ impl SessionState {
         let front = self.pending.front()?;
         if front.msg.expired(now) {
             let delivery = self.pending.pop_front()?;
-            self.pending_bytes -= delivery.msg.payload.len();
+            self.pending_bytes = self.pending_bytes.saturating_sub(size(&delivery));
             return Some(Transmit::Expired(delivery));
         }
         if front.qos != QoS::AtMostOnce && self.inflight.len() >= limits.max_inflight.max(1) {
             return None;
         }
         let delivery = self.pending.pop_front()?;
-        self.pending_bytes -= delivery.msg.payload.len();
+        self.pending_bytes = self.pending_bytes.saturating_sub(size(&delivery));
         let pkid = match delivery.qos {
             QoS::AtMostOnce => 0,
             qos => {
@@ -269,6 +281,7 @@ impl SessionState {
                 } else {
                     Stage::Received
                 };
+                self.inflight_bytes = self.inflight_bytes.saturating_add(size(&delivery));
                 self.inflight.push_back(Inflight {
                     pkid,
                     stage,
@@ -383,6 +396,7 @@ impl SessionState {
 
     /// Restores (after a restart) a QoS 2 message sent with `pkid` and at `stage`.
     pub fn restore_inflight(&mut self, pkid: u16, stage: Stage, delivery: Delivery) {
+        self.inflight_bytes = self.inflight_bytes.saturating_add(size(&delivery));
         self.next_seq = self.next_seq.max(delivery.seq + 1);
         self.next_pkid = self.next_pkid.max(pkid);
         self.inflight.push_back(Inflight {
@@ -478,6 +492,30 @@ mod tests {
         assert!(s.on_pubcomp(qos2).is_some());
         assert!(s.on_puback(qos1).is_some());
         assert!(!s.is_wrong_ack(qos1, Stage::Completion));
+    }
+
+    #[test]
+    fn inflight_bytes_count_toward_the_queue_byte_limit() {
+        let mut s = online();
+        let l = Limits {
+            max_inflight: 100,
+            max_queued_bytes: 250,
+            ..limits()
+        };
+        let big = "x".repeat(100).leak();
+        for _ in 0..2 {
+            let d = delivery(&mut s, QoS::AtLeastOnce, big);
+            assert_eq!(s.enqueue(d, &l), Enqueued::Queued);
+        }
+        let first = pkid_of(s.poll_transmit(&l, 0));
+        pkid_of(s.poll_transmit(&l, 0));
+        // 200 bytes inflight, nothing pending: a third 100 bytes is over the 250 limit.
+        let d = delivery(&mut s, QoS::AtLeastOnce, big);
+        assert_eq!(s.enqueue(d, &l), Enqueued::QueuedOverLimit);
+        assert!(s.is_over_limit(&l));
+        // An acknowledgement frees its bytes.
+        assert!(s.on_puback(first).is_some());
+        assert!(!s.is_over_limit(&l));
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub struct BrokerSettings {
     pub max_inflight: u16,
     /// Messages queued per session beyond the inflight window (default 1000).
     pub max_queued_messages: usize,
-    /// Payload bytes queued per session; whichever limit is hit first applies (default 8 MiB).
+    /// Payload bytes a session holds, queued and inflight (unacknowledged) together;
+    /// whichever limit is hit first applies (default 8 MiB).
     pub max_queued_bytes: usize,
     /// Also queue QoS 0 messages for offline persistent sessions (default false).
     pub queue_qos0_messages: bool,

@@ -31,7 +31,8 @@ pub struct BrokerConfig {
     pub max_keep_alive: u16,
     /// Messages queued per session (offline or slow client) beyond the inflight window.
     pub max_queued_messages: u32,
-    /// Bytes of payload queued per session; whichever of the two limits is hit first applies.
+    /// Bytes of payload a session holds, queued and inflight (sent, not yet acknowledged)
+    /// together; whichever of the two limits is hit first applies.
     pub max_queued_bytes: u64,
     /// Also queue QoS 0 messages for offline persistent sessions (MQTT allows dropping them).
     pub queue_qos0_messages: bool,
