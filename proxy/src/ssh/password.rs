@@ -23,6 +23,11 @@ impl SshPasswordVerifier for Security {
             }
         })
     }
+
+    fn still_known(&self, user: &str) -> bool {
+        self.passwords()
+            .is_some_and(|file| file.get(user).is_some())
+    }
 }
 
 #[cfg(test)]
@@ -55,11 +60,19 @@ mod tests {
             min_rejection_time: Duration::ZERO,
             ..Default::default()
         };
-        let security: Arc<dyn SshPasswordVerifier> =
-            Arc::new(Security::new(Some(path), None, false, settings).unwrap());
+        let concrete = Arc::new(Security::new(Some(path.clone()), None, false, settings).unwrap());
+        let security: Arc<dyn SshPasswordVerifier> = concrete.clone();
         let peer = "127.0.0.1:5000".parse().unwrap();
         assert!(security.verify("sensor7", "s3cret", peer).await);
         assert!(!security.verify("sensor7", "wrong", peer).await);
         assert!(!security.verify("nobody", "s3cret", peer).await);
+        // A user removed from the file (and reloaded) is no longer known: an SSH
+        // connection that logged in as it opens no new MQTT channel.
+        assert!(security.still_known("sensor7"));
+        assert!(!security.still_known("nobody"));
+        PasswordFile::parse("", &path).unwrap().save(&path).unwrap();
+        assert!(security.still_known("sensor7"), "not reloaded yet");
+        concrete.reload().unwrap();
+        assert!(!security.still_known("sensor7"));
     }
 }

@@ -38,6 +38,13 @@ pub trait SshPasswordVerifier: Send + Sync + 'static {
         password: &'a str,
         peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
+    /// Whether `user` still has a password (checked before each new MQTT channel of a
+    /// connection that logged in by password: a user removed since, and reloaded, opens
+    /// none). Default: yes.
+    fn still_known(&self, _user: &str) -> bool {
+        true
+    }
 }
 
 /// Refused channel opens (over the limit or prohibited) after which a connection is closed.
@@ -562,8 +569,23 @@ impl russh::server::Handler for Connection {
                 )
                 .await;
         }
-        // The key may have been removed since the login (SIGHUP disconnected the MQTT
-        // sessions it carried): no new channel on its strength.
+        // The password may have been removed since the login (SIGHUP disconnected the
+        // MQTT sessions it carried): no new channel on its strength.
+        let password_gone = self.key.is_none()
+            && (self.shared.settings.password.as_ref()).is_some_and(|p| !p.still_known(&user));
+        if password_gone {
+            warn!(peer = %self.peer, %user,
+                "refused direct-tcpip channel: the user no longer has a password; closing the ssh connection");
+            session.disconnect(Disconnect::ByApplication, "user no longer authorized", "")?;
+            return self
+                .refuse(
+                    reply,
+                    ChannelOpenFailure::AdministrativelyProhibited,
+                    session,
+                )
+                .await;
+        }
+        // Likewise for the key.
         if let Some(key) = self.key.clone() {
             if !self.key_allowed(&user, &key).await {
                 warn!(peer = %self.peer, %user, key = %fingerprint(&key),
