@@ -19,12 +19,9 @@ use mqgate_protocol::{
 const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
-/// `mqgate run` on a loopback port with `config` (TOML) and a data dir in `dir`.
+/// `mqgate run` on a loopback port with `config` (TOML) and its data in `dir`.
 fn start(dir: &tempfile::TempDir, config: &str) -> Mqgate {
-    let path = dir.path().join("mqgate.toml");
-    std::fs::write(&path, config).unwrap();
-    let data = dir.path().join("data");
-    Mqgate::start(&data, &["--config", path.to_str().unwrap()])
+    Mqgate::start_with_toml(dir.path(), config)
 }
 
 fn publish(topic: &str, qos: QoS, pkid: u16) -> Packet {

@@ -21,10 +21,7 @@ const V5: ProtocolVersion = ProtocolVersion::V5;
 
 /// `mqgate run` on a loopback port with `config` (TOML) and its data in `dir`.
 fn start(dir: &tempfile::TempDir, config: &str) -> Mqgate {
-    let path = dir.path().join("mqgate.toml");
-    std::fs::write(&path, config).unwrap();
-    let data = dir.path().join("data");
-    Mqgate::start(&data, &["--config", path.to_str().unwrap()])
+    Mqgate::start_with_toml(dir.path(), config)
 }
 
 /// Publishes a retained message at QoS 1 and returns its PUBACK.

@@ -49,6 +49,17 @@ impl Mqgate {
         Mqgate::start_with_args(data_dir, &["run", "--config", config, "--data-dir", dir])
     }
 
+    /// Writes `config` (TOML) to `dir/mqgate.toml` and starts `mqgate run --listen
+    /// 127.0.0.1:0 --data-dir dir/data --config` with it.
+    pub fn start_with_toml(dir: &Path, config: &str) -> Mqgate {
+        let path = dir.join("mqgate.toml");
+        std::fs::write(&path, config).expect("write the config");
+        Mqgate::start(
+            &dir.join("data"),
+            &["--config", path.to_str().expect("utf-8 path")],
+        )
+    }
+
     /// Starts the binary with exactly `args` and waits for the MQTT listener's ready line.
     pub fn start_with_args(data_dir: &Path, args: &[&str]) -> Mqgate {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mqgate"))

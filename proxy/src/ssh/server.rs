@@ -404,6 +404,17 @@ impl Connection {
         Ok(())
     }
 
+    /// Why the credential this connection logged in with no longer holds, if it does
+    /// not: its key left the authorized keys, or its user the password file.
+    async fn login_withdrawn(&self, user: &str) -> Option<&'static str> {
+        match &self.key {
+            Some(key) => (!self.key_allowed(user, key).await).then_some("key no longer authorized"),
+            None => (self.shared.settings.password.as_ref())
+                .is_some_and(|p| !p.still_known(user))
+                .then_some("user no longer has a password"),
+        }
+    }
+
     async fn key_allowed(&self, user: &str, key: &PublicKey) -> bool {
         let Some(keys) = &self.shared.settings.authorized_keys else {
             return false;
@@ -569,14 +580,12 @@ impl russh::server::Handler for Connection {
                 )
                 .await;
         }
-        // The password may have been removed since the login (SIGHUP disconnected the
-        // MQTT sessions it carried): no new channel on its strength.
-        let password_gone = self.key.is_none()
-            && (self.shared.settings.password.as_ref()).is_some_and(|p| !p.still_known(&user));
-        if password_gone {
-            warn!(peer = %self.peer, %user,
-                "refused direct-tcpip channel: the user no longer has a password; closing the ssh connection");
-            session.disconnect(Disconnect::ByApplication, "user no longer authorized", "")?;
+        // The login's key or password may have been withdrawn since (SIGHUP disconnected
+        // the MQTT sessions it carried): no new channel on its strength.
+        if let Some(why) = self.login_withdrawn(&user).await {
+            warn!(peer = %self.peer, %user, why,
+                "refused direct-tcpip channel: the login was withdrawn; closing the ssh connection");
+            session.disconnect(Disconnect::ByApplication, "login withdrawn", "")?;
             return self
                 .refuse(
                     reply,
@@ -584,21 +593,6 @@ impl russh::server::Handler for Connection {
                     session,
                 )
                 .await;
-        }
-        // Likewise for the key.
-        if let Some(key) = self.key.clone() {
-            if !self.key_allowed(&user, &key).await {
-                warn!(peer = %self.peer, %user, key = %fingerprint(&key),
-                    "refused direct-tcpip channel: the login key is no longer authorized; closing the ssh connection");
-                session.disconnect(Disconnect::ByApplication, "key no longer authorized", "")?;
-                return self
-                    .refuse(
-                        reply,
-                        ChannelOpenFailure::AdministrativelyProhibited,
-                        session,
-                    )
-                    .await;
-            }
         }
         let limit = self.shared.settings.max_channels_per_connection;
         if self.state.channels.load(Ordering::Acquire) >= limit {
