@@ -172,22 +172,9 @@ fn string(s: &str) -> Vec<u8> {
     v
 }
 
+/// A whole packet: the first byte, the remaining length, `body`.
 fn packet(first: u8, body: Vec<u8>) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend(body);
-    out
+    common::raw_client::hand_made_packet(first, &body)
 }
 
 fn connect_packet(client_id: &str) -> Vec<u8> {

@@ -1413,19 +1413,7 @@ mod tests {
 mod limit_tests {
     use super::*;
     use crate::auth::AllowAll;
-
-    fn msg(topic: &str, payload: &str) -> Arc<Message> {
-        Arc::new(Message {
-            id: 1,
-            topic: Arc::from(topic),
-            payload: Bytes::copy_from_slice(payload.as_bytes()),
-            qos: QoS::AtMostOnce,
-            retain: true,
-            properties: Default::default(),
-            origin: 0,
-            expires_at: None,
-        })
-    }
+    use crate::retained::tests::msg;
 
     /// A core with `settings` and one clean session, "c".
     fn core_with(settings: BrokerSettings) -> (Core, Arc<Session>) {

@@ -155,12 +155,13 @@ fn compact(msg: &Message) -> Arc<Message> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use mqgate_protocol::QoS;
 
     use super::*;
 
-    fn msg(topic: &str, payload: &str) -> Arc<Message> {
+    /// A retained QoS 0 message on `topic` (test helper, also for `core`'s tests).
+    pub(crate) fn msg(topic: &str, payload: &str) -> Arc<Message> {
         Arc::new(Message {
             id: 1,
             topic: Arc::from(topic),
